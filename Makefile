@@ -1,0 +1,33 @@
+K8S_VERSION ?= v1.37.2
+ASSETS ?= $(HOME)/.cache/meshroll/k8s-$(K8S_VERSION)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# sudo only when not root and sudo exists.
+SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
+
+.PHONY: tools lint test bench build demo clean
+
+tools:
+	@command -v etcd >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }
+	.ci/kube-apiserver.sh $(K8S_VERSION) $(ASSETS)
+	ln -sf "$$(command -v etcd)" "$(ASSETS)/etcd"
+
+lint:
+	@files=$$(git ls-files --cached --others --exclude-standard '*.go' | xargs -r gofmt -l); \
+	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
+	go vet ./...
+
+test: tools lint
+	MESHROLL_TEST_ASSETS=$(ASSETS) go test -count=1 -timeout 20m ./...
+
+bench: tools
+	MESHROLL_TEST_ASSETS=$(ASSETS) go test -run '^$$' -bench . -benchmem -count 5 ./...
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/meshroll/meshroll/internal/app.Version=$(VERSION)" -o bin/meshroll .
+
+demo: tools build
+	MESHROLL_TEST_ASSETS=$(ASSETS) go run ./internal/demo
+
+clean:
+	rm -rf bin/
