@@ -1,0 +1,420 @@
+package traffic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/meshroll/meshroll/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func vsResource(version string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: "networking.istio.io", Version: version, Resource: "virtualservices"}
+}
+
+func fixtureText(t testing.TB, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "virtualservices", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+const destinationRule = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+  - name: v3
+    labels: {version: v3}
+`
+
+func getRaw(t testing.TB, env *testenv.Env, version, ns string) *unstructured.Unstructured {
+	t.Helper()
+	obj, err := env.Dynamic.Resource(vsResource(version)).Namespace(ns).Get(context.Background(), "reviews", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj
+}
+
+// withoutServerFields drops the fields the API server maintains on every write.
+func withoutServerFields(obj *unstructured.Unstructured) map[string]any {
+	c := obj.DeepCopy()
+	for _, f := range []string{"resourceVersion", "generation", "managedFields"} {
+		unstructured.RemoveNestedField(c.Object, "metadata", f)
+	}
+	return c.Object
+}
+
+func setWeights(t testing.TB, obj *unstructured.Unstructured, route int, weights ...int64) {
+	t.Helper()
+	routes, _, _ := unstructured.NestedSlice(obj.Object, "spec", "http")
+	dests := routes[route].(map[string]any)["route"].([]any)
+	for i, w := range weights {
+		dests[i].(map[string]any)["weight"] = w
+	}
+	if err := unstructured.SetNestedSlice(obj.Object, routes, "spec", "http"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A weight change leaves every other byte of the object alone: route policies, other routes,
+// tcp routes, labels, annotations and status.
+func TestSetCanaryWeightKeepsEverythingElse(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	manifest := strings.Replace(fixtureText(t, "weighted-with-policies.yaml"), "  namespace: bookinfo\n", `  labels:
+    app: reviews
+  annotations:
+    team.example.com/owner: checkout
+spec:
+  tcp:
+  - match:
+    - port: 27017
+    route:
+    - destination:
+        host: mongo
+`, 1)
+	manifest = strings.Replace(manifest, "spec:\n  hosts:", "  hosts:", 1)
+	manifest = strings.Replace(manifest, "  http:\n", `  http:
+  - name: mirror-tester
+    match:
+    - headers:
+        end-user:
+          exact: tester
+    mirror:
+      host: reviews
+      subset: v3
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+`, 1)
+	env.Apply(t, ns, manifest)
+	status := getRaw(t, env, "v1", ns)
+	status.Object["status"] = map[string]any{"observedGeneration": int64(1), "validationMessages": []any{map[string]any{"type": map[string]any{"code": "IST0101"}, "documentationUrl": "https://example.com"}}}
+	if _, err := env.Dynamic.Resource(vsResource("v1")).Namespace(ns).UpdateStatus(t.Context(), status, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := getRaw(t, env, "v1", ns)
+
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	applied, err := c.SetCanaryWeight(t.Context(), 25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := DescribeWeights(applied.After); got != "v1 75, v2 25" || applied.Route != "default" {
+		t.Fatalf("route %s after = %s", applied.Route, got)
+	}
+	after := getRaw(t, env, "v1", ns)
+	want := before.DeepCopy()
+	setWeights(t, want, 1, 75, 25)
+	if diff := cmp.Diff(withoutServerFields(want), withoutServerFields(after)); diff != "" {
+		t.Errorf("the write changed more than the weights (-want +got):\n%s", diff)
+	}
+	if after.GetResourceVersion() == before.GetResourceVersion() || applied.ResourceVersion != after.GetResourceVersion() {
+		t.Errorf("resourceVersion %s → %s, applied %s", before.GetResourceVersion(), after.GetResourceVersion(), applied.ResourceVersion)
+	}
+
+	// The change is recorded as an Event on the VirtualService.
+	events, err := env.Kube.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=reviews,involvedObject.kind=VirtualService"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events.Items) != 1 || events.Items[0].Reason != "WeightsChanged" || events.Items[0].Message != "route default: v1 90 → 75, v2 10 → 25" {
+		t.Errorf("events = %+v", events.Items)
+	}
+
+	// The same weight again writes nothing and records nothing.
+	again, err := c.SetCanaryWeight(t.Context(), 25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Changed || getRaw(t, env, "v1", ns).GetResourceVersion() != after.GetResourceVersion() {
+		t.Errorf("second identical change wrote: changed=%v", again.Changed)
+	}
+	events, _ = env.Kube.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{})
+	if len(events.Items) != 1 {
+		t.Errorf("%d events after an unchanged step, want 1", len(events.Items))
+	}
+}
+
+// A field that this Istio client does not know (as on a cluster with a newer Istio) survives a
+// weight change: the typed client never writes the whole object back.
+func TestUnknownFieldSurvives(t *testing.T) {
+	env := testenv.Get(t) // not parallel: it widens the cluster-wide CRD schema
+	ctx := t.Context()
+	crd, err := env.APIExt.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "virtualservices.networking.istio.io", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range crd.Spec.Versions {
+		http := crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["http"]
+		item := http.Items.Schema
+		item.Properties["futureRetryBudget"] = apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr(true)}
+		http.Items.Schema = item
+		crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["http"] = http
+	}
+	if _, err := env.APIExt.ApiextensionsV1().CustomResourceDefinitions().Update(ctx, crd, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ns := env.Namespace(t)
+	manifest := strings.Replace(fixtureText(t, "weighted-with-policies.yaml"), "    timeout: 10s\n", "    timeout: 10s\n    futureRetryBudget:\n      percent: 25\n      minRetryConcurrency: 3\n", 1)
+	// The API server takes a moment to serve the new schema; until then it prunes the field.
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_ = env.Dynamic.Resource(vsResource("v1")).Namespace(ns).Delete(ctx, "reviews", metav1.DeleteOptions{})
+		env.Apply(t, ns, manifest)
+		_, found, _ := unstructured.NestedFieldNoCopy(getRaw(t, env, "v1", ns).Object, "spec", "http")
+		return found && strings.Contains(mustJSON(t, getRaw(t, env, "v1", ns).Object), "futureRetryBudget"), nil
+	})
+	if err != nil {
+		t.Fatalf("the widened CRD schema was never served: %v", err)
+	}
+	// The typed client really does not know the field (else this test proves nothing).
+	typed, err := env.Istio.NetworkingV1().VirtualServices(ns).Get(ctx, "reviews", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(mustJSON(t, typed), "futureRetryBudget") {
+		t.Fatal("the typed Istio client kept futureRetryBudget; pick a field it does not know")
+	}
+	before := getRaw(t, env, "v1", ns)
+
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	if _, err := c.SetCanaryWeight(ctx, 40); err != nil {
+		t.Fatal(err)
+	}
+	want := before.DeepCopy()
+	setWeights(t, want, 0, 60, 40)
+	if diff := cmp.Diff(withoutServerFields(want), withoutServerFields(getRaw(t, env, "v1", ns))); diff != "" {
+		t.Errorf("unknown field or another field lost (-want +got):\n%s", diff)
+	}
+}
+
+// Another writer changes the object between our read and our write: the guarded patch fails,
+// meshroll re-reads and re-plans, and both changes are in the result.
+func TestConcurrentWriter(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	env.Apply(t, ns, fixtureText(t, "three-subsets.yaml")) // v1 60, v3 30, v2 10
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	var writes atomic.Int32
+	c.beforeWrite = func(ctx context.Context) {
+		if writes.Add(1) > 1 {
+			return
+		}
+		// Someone adds a timeout and moves the experiment v3 from 30 to 40.
+		patch := `[{"op":"add","path":"/spec/http/0/timeout","value":"3s"},{"op":"replace","path":"/spec/http/0/route/1/weight","value":40}]`
+		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	applied, err := c.SetCanaryWeight(t.Context(), 25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied.Conflicts != 1 {
+		t.Errorf("conflicts = %d, want 1", applied.Conflicts)
+	}
+	vs, err := env.Istio.NetworkingV1().VirtualServices(ns).Get(t.Context(), "reviews", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := NewState(ns, "reviews", vs.ResourceVersion, &vs.Spec, c.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := DescribeWeights(state.Destinations); got != "v1 35, v3 40, v2 25" {
+		t.Errorf("weights = %s, want v1 35, v3 40, v2 25", got)
+	}
+	if vs.Spec.Http[0].Timeout.AsDuration() != 3*time.Second {
+		t.Errorf("the other writer's timeout was lost: %v", vs.Spec.Http[0].Timeout)
+	}
+}
+
+// A writer that never stops changing the object makes meshroll give up, not loop forever.
+func TestConflictRetryIsBounded(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	env.Apply(t, ns, fixtureText(t, "weighted-with-policies.yaml"))
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	c.beforeWrite = func(ctx context.Context) {
+		patch := `{"metadata":{"annotations":{"touched":"` + time.Now().Format(time.RFC3339Nano) + `"}}}`
+		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := c.SetCanaryWeight(t.Context(), 50)
+	if err == nil || !strings.Contains(err.Error(), "gave up after 6 conflicting writes") {
+		t.Fatalf("err = %v", err)
+	}
+	vs := getRaw(t, env, "v1", ns)
+	routes, _, _ := unstructured.NestedSlice(vs.Object, "spec", "http")
+	if w := routes[0].(map[string]any)["route"].([]any)[1].(map[string]any)["weight"]; w != int64(10) {
+		t.Errorf("canary weight = %v after giving up, want 10", w)
+	}
+}
+
+// Objects created as v1alpha3 or v1beta1 are read and written through v1 and stay readable
+// in their own version.
+func TestOlderAPIVersions(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	for _, version := range []string{"v1alpha3", "v1beta1"} {
+		t.Run(version, func(t *testing.T) {
+			t.Parallel()
+			ns := env.Namespace(t)
+			env.Apply(t, ns, strings.Replace(fixtureText(t, "bookinfo-reviews.yaml"), "networking.istio.io/v1\n", "networking.istio.io/"+version+"\n", 1))
+			c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+			if _, err := c.SetCanaryWeight(t.Context(), 30); err != nil {
+				t.Fatal(err)
+			}
+			obj := getRaw(t, env, version, ns)
+			routes, _, _ := unstructured.NestedSlice(obj.Object, "spec", "http")
+			got := mustJSON(t, routes[1].(map[string]any)["route"])
+			if want := `[{"destination":{"host":"reviews","subset":"v1"},"weight":70},{"destination":{"host":"reviews","subset":"v2"},"weight":30}]`; got != want {
+				t.Errorf("%s route = %s, want %s", version, got, want)
+			}
+		})
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	deployment := func(name, version string) string {
+		return `
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ` + name + `
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: reviews, version: ` + version + `}
+  template:
+    metadata:
+      labels: {app: reviews, version: ` + version + `}
+    spec:
+      containers:
+      - name: reviews
+        image: reviews:` + version + `
+`
+	}
+	fqdnRule := strings.Replace(destinationRule, "host: reviews\n", "host: reviews.NS.svc.cluster.local\n", 1)
+	tests := []struct {
+		name      string
+		manifests string
+		checks    Checks
+		available bool // set the Deployment Available before the check
+		late      bool // set it Available while the check waits
+		wantErr   error
+	}{
+		{name: "subsets defined", manifests: destinationRule, checks: Checks{CanarySubset: true}},
+		{name: "fqdn rule for a short host", manifests: fqdnRule, checks: Checks{CanarySubset: true}},
+		{name: "no rule", checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
+		{name: "rule for another host", manifests: strings.Replace(destinationRule, "host: reviews\n", "host: ratings\n", 1), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
+		{name: "canary subset missing", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
+		{name: "rollback needs only stable", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1)},
+		{name: "deployment available", manifests: destinationRule + "---" + deployment("reviews-v2", "v2"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}},
+		{name: "deployment becomes available", manifests: destinationRule + "---" + deployment("reviews-v2", "v2"), late: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 30 * time.Second, PollInterval: 100 * time.Millisecond}},
+		{name: "deployment never available", manifests: destinationRule + "---" + deployment("reviews-v2", "v2"), checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: time.Second, PollInterval: 100 * time.Millisecond}, wantErr: ErrDeploymentNotReady},
+		{name: "deployment missing", manifests: destinationRule, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
+		{name: "deployment pods not in canary subset", manifests: destinationRule + "---" + deployment("reviews-v2", "v3"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ns := env.Namespace(t)
+			env.Apply(t, ns, fixtureText(t, "weighted-with-policies.yaml"))
+			if tt.manifests != "" {
+				env.Apply(t, ns, strings.ReplaceAll(tt.manifests, "NS", ns))
+			}
+			if tt.available {
+				if err := env.SetDeploymentStatus(t.Context(), ns, "reviews-v2", true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.late {
+				go func() {
+					time.Sleep(500 * time.Millisecond)
+					if err := env.SetDeploymentStatus(context.Background(), ns, "reviews-v2", true); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			rv := getRaw(t, env, "v1", ns).GetResourceVersion()
+			c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+			state, err := c.Preflight(t.Context(), tt.checks)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !errors.Is(err, ErrPreflight) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			} else if state.Route != "default" {
+				t.Errorf("route = %s", state.Route)
+			}
+			if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
+				t.Errorf("preflight wrote: resourceVersion %s → %s", rv, got)
+			}
+		})
+	}
+}
+
+// A cancelled context stops before anything is written.
+func TestCancelledContext(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	env.Apply(t, ns, fixtureText(t, "weighted-with-policies.yaml"))
+	rv := getRaw(t, env, "v1", ns).GetResourceVersion()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	if _, err := c.SetCanaryWeight(ctx, 50); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
+		t.Errorf("resourceVersion moved: %s → %s", rv, got)
+	}
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,190 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Checks says what Preflight verifies besides the VirtualService and its route.
+type Checks struct {
+	// CanarySubset requires a DestinationRule to define the canary subset too; a rollback
+	// only needs the stable one, so that it works while the canary is broken.
+	CanarySubset bool
+	// CanaryDeployment, when set, must become Available within ReadyTimeout, and its pods'
+	// labels must match the canary subset.
+	CanaryDeployment string
+	ReadyTimeout     time.Duration
+	// PollInterval of the Deployment wait (default 1s).
+	PollInterval time.Duration
+}
+
+// Preflight checks, without writing anything, that the route can be steered: the
+// VirtualService and route exist, a DestinationRule for the route's host defines the subsets,
+// and the canary Deployment is Available with pods the canary subset selects.
+func (c *Client) Preflight(ctx context.Context, checks Checks) (State, error) {
+	state, err := c.Read(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	subsets, err := c.subsets(ctx, state)
+	if err != nil {
+		return State{}, err
+	}
+	want := []string{c.target.StableSubset}
+	if checks.CanarySubset {
+		want = append(want, c.target.CanarySubset)
+	}
+	for _, name := range want {
+		if _, ok := subsets[name]; !ok {
+			return State{}, preflightf(ErrSubsetNotDefined, "no DestinationRule for host %s defines subset %q (defined: %s): add it to the DestinationRule or fix MESHROLL_STABLE_SUBSET / MESHROLL_CANARY_SUBSET",
+				strings.Join(state.Hosts(), ", "), name, listOrNone(sortedKeys(subsets)))
+		}
+	}
+	if checks.CanaryDeployment != "" {
+		if err := c.waitDeployment(ctx, checks, subsets[c.target.CanarySubset]); err != nil {
+			return State{}, err
+		}
+	}
+	return state, nil
+}
+
+// subsets collects the subsets (name → labels) that DestinationRules define for the hosts of
+// the stable and canary destinations, looking in the VirtualService's namespace and in each
+// host's own namespace.
+func (c *Client) subsets(ctx context.Context, state State) (map[string]map[string]string, error) {
+	wantKeys := map[string]bool{}
+	namespaces := []string{state.Namespace}
+	for _, h := range state.Hosts() {
+		key := serviceKey(h, state.Namespace)
+		wantKeys[key] = true
+		if ns := keyNamespace(key); ns != "" && !contains(namespaces, ns) {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	found := map[string]map[string]string{}
+	for _, ns := range namespaces {
+		list, err := c.istio.NetworkingV1().DestinationRules(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("failed to list DestinationRules in namespace %s: %w", ns, err)
+		}
+		for _, dr := range list.Items {
+			if !wantKeys[serviceKey(dr.Spec.Host, dr.Namespace)] {
+				continue
+			}
+			for _, s := range dr.Spec.Subsets {
+				found[s.Name] = s.Labels
+			}
+		}
+	}
+	return found, nil
+}
+
+// serviceKey reduces a Kubernetes service host to "name.namespace", however it is written:
+// "reviews" (relative to ns), "reviews.prod", "reviews.prod.svc" or
+// "reviews.prod.svc.cluster.local". Other hosts are returned as they are.
+func serviceKey(host, ns string) string {
+	parts := strings.Split(host, ".")
+	switch {
+	case len(parts) == 1:
+		return host + "." + ns
+	case len(parts) >= 3 && parts[2] == "svc":
+		return parts[0] + "." + parts[1]
+	}
+	return host
+}
+
+func keyNamespace(key string) string {
+	parts := strings.Split(key, ".")
+	if len(parts) == 2 {
+		return parts[1]
+	}
+	return ""
+}
+
+// waitDeployment waits until the canary Deployment is Available for its current generation,
+// then checks that the canary subset selects its pods.
+func (c *Client) waitDeployment(ctx context.Context, checks Checks, subsetLabels map[string]string) error {
+	ns, name := c.target.Namespace, checks.CanaryDeployment
+	interval := checks.PollInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	var last *appsv1.Deployment
+	err := wait.PollUntilContextTimeout(ctx, interval, checks.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		d, err := c.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, preflightf(ErrDeploymentNotReady, "MESHROLL_CANARY_DEPLOYMENT=%s: Deployment %s/%s not found: check the name and namespace", name, ns, name)
+		}
+		if err != nil {
+			return false, fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, err)
+		}
+		last = d
+		return available(d), nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, ctx.Err())
+		}
+		if last != nil && wait.Interrupted(err) {
+			return preflightf(ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
+				ns, name, checks.ReadyTimeout, last.Status.AvailableReplicas, replicas(last), last.Status.ObservedGeneration, last.Generation)
+		}
+		return err
+	}
+	podLabels := last.Spec.Template.Labels
+	for k, v := range subsetLabels {
+		if podLabels[k] != v {
+			return preflightf(ErrDeploymentNotReady, "the canary subset %q selects %s but the pods of Deployment %s/%s are labelled %s: point MESHROLL_CANARY_DEPLOYMENT at the canary's Deployment or fix the subset's labels",
+				c.target.CanarySubset, labelString(subsetLabels), ns, name, labelString(podLabels))
+		}
+	}
+	return nil
+}
+
+func available(d *appsv1.Deployment) bool {
+	if d.Status.ObservedGeneration < d.Generation {
+		return false
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func replicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}
+
+func labelString(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
