@@ -1,0 +1,69 @@
+// Package kube turns the user's cluster settings into API clients.
+package kube
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Access says how to reach the cluster.
+type Access struct {
+	// Kubeconfig lists kubeconfig files, merged as kubectl merges KUBECONFIG. Empty means
+	// $Home/.kube/config, or the in-cluster service account when that file does not exist.
+	Kubeconfig []string
+	Home       string
+	Context    string // "" = the current context
+	UserAgent  string
+}
+
+// Clients are the API clients meshroll uses.
+type Clients struct {
+	Kube  kubernetes.Interface
+	Istio istioclient.Interface
+	// Namespace of the chosen context (or of the service account in a pod), "default" when none.
+	Namespace string
+	// Host is the API server's address, for messages.
+	Host string
+}
+
+// requestTimeout bounds each API request, so that an unreachable server fails the run
+// instead of hanging it.
+const requestTimeout = 30 * time.Second
+
+// Connect builds clients from a. It does not talk to the server.
+func Connect(a Access) (Clients, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{Precedence: a.Kubeconfig}
+	if len(a.Kubeconfig) == 0 && a.Home != "" {
+		rules.Precedence = []string{filepath.Join(a.Home, ".kube", "config")}
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: a.Context}
+	// With no kubeconfig file at all, the deferred loader falls back to the in-cluster
+	// service account (KUBERNETES_SERVICE_HOST and the mounted token).
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return Clients{}, fmt.Errorf("failed to load cluster access (KUBECONFIG, MESHROLL_KUBE_CONTEXT or the in-cluster service account): %w", err)
+	}
+	ns, _, err := loader.Namespace()
+	if err != nil {
+		return Clients{}, fmt.Errorf("failed to read the namespace of the kube context: %w", err)
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = a.UserAgent
+	cfg.Timeout = requestTimeout
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return Clients{}, fmt.Errorf("failed to create the Kubernetes client: %w", err)
+	}
+	istio, err := istioclient.NewForConfig(cfg)
+	if err != nil {
+		return Clients{}, fmt.Errorf("failed to create the Istio client: %w", err)
+	}
+	return Clients{Kube: kube, Istio: istio, Namespace: ns, Host: cfg.Host}, nil
+}

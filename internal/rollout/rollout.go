@@ -1,0 +1,334 @@
+// Package rollout is the step machine behind every mode: it checks, moves traffic step by
+// step, holds, and returns traffic to stable when a progression cannot finish.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/meshroll/meshroll/internal/config"
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// Traffic is what the step machine needs from the traffic engine.
+type Traffic interface {
+	Read(ctx context.Context) (traffic.State, error)
+	Preflight(ctx context.Context, checks traffic.Checks) (traffic.State, error)
+	SetCanaryWeight(ctx context.Context, canaryWeight int) (traffic.Applied, error)
+}
+
+// Outcome is how a run ended; each outcome has one exit code.
+type Outcome string
+
+const (
+	Promoted   Outcome = "promoted"    // the canary has all traffic
+	WeightSet  Outcome = "weight-set"  // the canary has the asked weight (below 100)
+	RolledBack Outcome = "rolled-back" // rollback mode moved all traffic to stable
+	Unchanged  Outcome = "unchanged"   // every weight was already in place; nothing written
+	Status     Outcome = "status"      // status mode: read only
+	DryRun     Outcome = "dry-run"     // planned and printed; nothing written
+	Invalid    Outcome = "invalid"     // bad input or a failed preflight; nothing written
+	Failed     Outcome = "failed"      // runtime or infrastructure failure; traffic returned to stable where possible
+	Cancelled  Outcome = "cancelled"   // a signal stopped the run; traffic returned to stable where possible
+)
+
+// ExitCode is the process exit code of the contract in README.md.
+func (o Outcome) ExitCode() int {
+	switch o {
+	case Invalid:
+		return 2
+	case Failed:
+		return 1
+	case Cancelled:
+		return 130
+	}
+	return 0
+}
+
+// Action says why a step wrote (or would write) weights.
+type Action string
+
+const (
+	ActionSet      Action = "set"      // a step of the asked mode
+	ActionPlan     Action = "plan"     // dry run: planned, not written
+	ActionRollback Action = "rollback" // automatic return to stable after a failure or cancel
+)
+
+// Step is one entry of the timeline.
+type Step struct {
+	Index        int                   `json:"index"` // 1-based; 0 for an automatic rollback
+	Of           int                   `json:"of"`
+	Action       Action                `json:"action"`
+	CanaryWeight int                   `json:"canaryWeight"`
+	Before       []traffic.Destination `json:"before"`
+	After        []traffic.Destination `json:"after"`
+	Changed      bool                  `json:"changed"`
+	Patch        []traffic.PatchOp     `json:"patch,omitempty"`
+	StartedAt    time.Time             `json:"startedAt"`
+	HeldUntil    time.Time             `json:"heldUntil,omitzero"`
+}
+
+// Result is the whole story of a run, for reporters.
+type Result struct {
+	Mode           config.Mode           `json:"mode"`
+	Outcome        Outcome               `json:"result"`
+	Namespace      string                `json:"namespace"`
+	VirtualService string                `json:"virtualService"`
+	Route          string                `json:"route,omitempty"`
+	StableSubset   string                `json:"stableSubset"`
+	CanarySubset   string                `json:"canarySubset"`
+	StartedAt      time.Time             `json:"startedAt"`
+	FinishedAt     time.Time             `json:"finishedAt"`
+	Steps          []Step                `json:"steps"`
+	Final          []traffic.Destination `json:"final,omitempty"` // weights at the end, as last read or written
+	Reason         string                `json:"reason,omitempty"`
+	Err            error                 `json:"-"`
+}
+
+// CanaryWeight is the canary's weight at the end of the run.
+func (r Result) CanaryWeight() int { return weightOf(r.Final, traffic.RoleCanary) }
+
+// Runner runs one mode against one VirtualService.
+type Runner struct {
+	Traffic Traffic
+	Log     io.Writer
+	Now     func() time.Time
+	// Hold waits for d or until ctx is done; tests replace it.
+	Hold func(ctx context.Context, d time.Duration) error
+	// RollbackTimeout bounds the automatic return to stable after a failure or cancel.
+	RollbackTimeout time.Duration
+}
+
+// NewRunner returns a Runner with real time.
+func NewRunner(t Traffic, log io.Writer) *Runner {
+	return &Runner{Traffic: t, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run runs cfg.Mode. It never panics on a cluster error: every way a run can end is an
+// Outcome in the Result, with Err set for invalid, failed and cancelled runs.
+func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
+	res := Result{
+		Mode: cfg.Mode, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
+		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StartedAt: r.Now(),
+	}
+	runCtx := ctx
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	r.run(runCtx, ctx, cfg, &res)
+	res.FinishedAt = r.Now()
+	if res.Err != nil {
+		res.Reason = res.Err.Error()
+	}
+	return res
+}
+
+func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result) {
+	if cfg.Mode == config.ModeStatus {
+		state, err := r.Traffic.Read(ctx)
+		if err != nil {
+			r.fail(parent, cfg, res, err)
+			return
+		}
+		res.Route, res.Final, res.Outcome = state.Route, state.Destinations, Status
+		r.logf("%s/%s route %s: %s", state.Namespace, state.Name, state.Route, traffic.DescribeWeights(state.Destinations))
+		return
+	}
+
+	weights := stepWeights(cfg)
+	checks := traffic.Checks{CanarySubset: true, CanaryDeployment: cfg.CanaryDeployment, ReadyTimeout: cfg.ReadyTimeout}
+	if cfg.Mode == config.ModeRollback {
+		// Returning to stable must work while the canary is broken.
+		checks = traffic.Checks{}
+	}
+	r.logf("meshroll %s: VirtualService %s/%s, stable %s, canary %s, canary weights %s%s",
+		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableSubset, cfg.CanarySubset, joinInts(weights), holdNote(cfg))
+	state, err := r.Traffic.Preflight(ctx, checks)
+	if err != nil {
+		r.fail(parent, cfg, res, err)
+		return
+	}
+	res.Route, res.Final = state.Route, state.Destinations
+	r.logf("preflight passed: route %s now %s", state.Route, traffic.DescribeWeights(state.Destinations))
+
+	// Plan every step on paper first, so that a step that cannot be taken (a canary weight
+	// larger than what other destinations leave) stops the run before the first write.
+	planned := state
+	for i, w := range weights {
+		change, err := planned.Plan(w)
+		if err != nil {
+			r.fail(parent, cfg, res, err)
+			return
+		}
+		if cfg.DryRun {
+			step := Step{Index: i + 1, Of: len(weights), Action: ActionPlan, CanaryWeight: w, Before: change.Before, After: change.After, Changed: change.Changed, Patch: change.Patch, StartedAt: r.Now()}
+			res.Steps = append(res.Steps, step)
+			r.logDryRun(step, change, planned.ResourceVersion)
+		}
+		planned = change.Next
+	}
+	if cfg.DryRun {
+		res.Outcome, res.Final = DryRun, planned.Destinations
+		return
+	}
+
+	changed := false
+	for i, w := range weights {
+		step := Step{Index: i + 1, Of: len(weights), Action: ActionSet, CanaryWeight: w, StartedAt: r.Now()}
+		applied, err := r.Traffic.SetCanaryWeight(ctx, w)
+		if err != nil {
+			r.abort(ctx, parent, cfg, res, err)
+			return
+		}
+		step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
+		res.Final, changed = applied.After, changed || applied.Changed
+		r.logStep(step, cfg.VirtualService, applied)
+		if cfg.Mode == config.ModeProgress && cfg.StepDuration > 0 && !(i == len(weights)-1 && w == 100) {
+			r.logf("step %d/%d: holding %s", step.Index, step.Of, cfg.StepDuration)
+			step.HeldUntil = r.Now().Add(cfg.StepDuration)
+			res.Steps = append(res.Steps, step)
+			if err := r.Hold(ctx, cfg.StepDuration); err != nil {
+				r.abort(ctx, parent, cfg, res, err)
+				return
+			}
+			continue
+		}
+		res.Steps = append(res.Steps, step)
+	}
+	switch final := weights[len(weights)-1]; {
+	case !changed:
+		res.Outcome = Unchanged
+	case cfg.Mode == config.ModeRollback:
+		res.Outcome = RolledBack
+	case final == 100:
+		res.Outcome = Promoted
+	default:
+		res.Outcome = WeightSet
+	}
+}
+
+// fail ends a run before anything was written.
+func (r *Runner) fail(parent context.Context, cfg config.Config, res *Result, err error) {
+	res.Err = err
+	switch {
+	case parent.Err() != nil:
+		res.Outcome = Cancelled
+	case errors.Is(err, traffic.ErrPreflight):
+		res.Outcome = Invalid
+	case errors.Is(err, context.DeadlineExceeded):
+		res.Outcome, res.Err = Failed, fmt.Errorf("MESHROLL_TIMEOUT=%s reached: %w", cfg.Timeout, err)
+	default:
+		res.Outcome = Failed
+	}
+}
+
+// abort ends a run that may have moved traffic: a progression returns it to stable.
+func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Result, err error) {
+	r.fail(parent, cfg, res, err)
+	if res.Outcome == Invalid {
+		// The cluster changed under a running progression (say, a destination was added):
+		// that is a runtime failure, not bad input.
+		res.Outcome = Failed
+	}
+	if cfg.Mode != config.ModeProgress {
+		return
+	}
+	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableSubset)
+	rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.RollbackTimeout)
+	defer cancel()
+	step := Step{Action: ActionRollback, StartedAt: r.Now()}
+	applied, rbErr := r.Traffic.SetCanaryWeight(rollbackCtx, 0)
+	if rbErr != nil {
+		res.Outcome = Failed
+		res.Err = fmt.Errorf("%w; and the rollback to %s failed, so the canary may still receive traffic: %w", res.Err, cfg.StableSubset, rbErr)
+		r.logf("rollback failed: %v", rbErr)
+		return
+	}
+	step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
+	res.Steps = append(res.Steps, step)
+	res.Final = applied.After
+	r.logf("rollback: %s %s", cfg.VirtualService, describe(applied))
+}
+
+func stepWeights(cfg config.Config) []int {
+	switch cfg.Mode {
+	case config.ModePhase:
+		return []int{cfg.Weight}
+	case config.ModePromote:
+		return []int{100}
+	case config.ModeRollback:
+		return []int{0}
+	}
+	return cfg.Steps
+}
+
+func (r *Runner) logStep(s Step, vs string, applied traffic.Applied) {
+	r.logf("step %d/%d: %s %s", s.Index, s.Of, vs, describe(applied))
+	for _, w := range applied.Warnings {
+		r.logf("warning: %s", w)
+	}
+}
+
+func describe(applied traffic.Applied) string {
+	if !applied.Changed {
+		return traffic.DescribeWeights(applied.After) + " (already in place, nothing written)"
+	}
+	return applied.Describe()
+}
+
+func (r *Runner) logDryRun(s Step, c traffic.Change, resourceVersion string) {
+	if !c.Changed {
+		r.logf("dry run step %d/%d: %s (already in place, nothing to write)", s.Index, s.Of, traffic.DescribeWeights(c.After))
+		return
+	}
+	patch, err := c.PatchJSON(resourceVersion)
+	if err != nil {
+		patch = []byte(err.Error())
+	}
+	r.logf("dry run step %d/%d: %s\n  patch: %s", s.Index, s.Of, c.Describe(), patch)
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.Log, format+"\n", args...)
+}
+
+func holdNote(cfg config.Config) string {
+	if cfg.Mode != config.ModeProgress {
+		return ""
+	}
+	return fmt.Sprintf(", holding each %s", cfg.StepDuration)
+}
+
+func joinInts(ws []int) string {
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprint(w)
+	}
+	return strings.Join(parts, ",")
+}
+
+func weightOf(ds []traffic.Destination, role traffic.Role) int {
+	for _, d := range ds {
+		if d.Role == role {
+			return d.Weight
+		}
+	}
+	return 0
+}
