@@ -1,0 +1,67 @@
+// Package app wires meshroll together: configuration, clients, the rollout and its report.
+// It is the only package that knows all the others.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/meshroll/meshroll/internal/config"
+	"github.com/meshroll/meshroll/internal/kube"
+	"github.com/meshroll/meshroll/internal/rollout"
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// Version is set at build time with -ldflags "-X github.com/meshroll/meshroll/internal/app.Version=...".
+var Version = "dev"
+
+// Main runs meshroll with the given environment and returns the process exit code.
+func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshroll: invalid input, nothing was changed:\n%s\n", bullets(err))
+		return rollout.Invalid.ExitCode()
+	}
+	clients, err := kube.Connect(kube.Access{
+		Kubeconfig: cfg.Kubeconfig,
+		Home:       cfg.Home,
+		Context:    cfg.KubeContext,
+		UserAgent:  "meshroll/" + Version,
+	})
+	if err != nil {
+		// Nothing has been sent to a server yet: the settings themselves are wrong.
+		fmt.Fprintf(stderr, "meshroll: %v\nCheck KUBECONFIG and MESHROLL_KUBE_CONTEXT; nothing was changed.\n", err)
+		return rollout.Invalid.ExitCode()
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = clients.Namespace
+	}
+	tc := traffic.NewClient(clients.Istio, clients.Kube, traffic.Target{
+		Namespace:      cfg.Namespace,
+		VirtualService: cfg.VirtualService,
+		Route:          cfg.Route,
+		StableSubset:   cfg.StableSubset,
+		CanarySubset:   cfg.CanarySubset,
+	})
+	res := rollout.NewRunner(tc, stdout).Run(ctx, cfg)
+	if res.Err != nil {
+		fmt.Fprintf(stderr, "meshroll: %s: %v\n", res.Outcome, res.Err)
+	}
+	fmt.Fprintf(stdout, "result: %s", res.Outcome)
+	if len(res.Final) > 0 {
+		fmt.Fprintf(stdout, " (%s/%s route %s: %s)", res.Namespace, res.VirtualService, res.Route, traffic.DescribeWeights(res.Final))
+	}
+	fmt.Fprintln(stdout)
+	return res.Outcome.ExitCode()
+}
+
+// bullets renders a joined error one problem per line.
+func bullets(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  - " + l
+	}
+	return strings.Join(lines, "\n")
+}

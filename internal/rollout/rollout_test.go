@@ -1,0 +1,179 @@
+package rollout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	networking "istio.io/api/networking/v1"
+
+	"github.com/meshroll/meshroll/internal/config"
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// fakeTraffic stands in for the API server where a failure cannot be produced on demand
+// (a write that fails mid-progression, a rollback that fails). It plans with the real planner.
+type fakeTraffic struct {
+	state   traffic.State
+	writes  []int
+	failAt  map[int]error // the n-th SetCanaryWeight call (1-based) fails with this error
+	onWrite func(n int)
+	calls   int
+	readErr error
+}
+
+func newFake(t *testing.T) *fakeTraffic {
+	t.Helper()
+	spec := &networking.VirtualService{Hosts: []string{"reviews"}, Http: []*networking.HTTPRoute{{
+		Name: "default",
+		Route: []*networking.HTTPRouteDestination{
+			{Destination: &networking.Destination{Host: "reviews", Subset: "v1"}, Weight: 90},
+			{Destination: &networking.Destination{Host: "reviews", Subset: "v2"}, Weight: 10},
+		},
+	}}}
+	st, err := traffic.NewState("prod", "reviews", "1", spec, traffic.Target{Namespace: "prod", VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeTraffic{state: st, failAt: map[int]error{}}
+}
+
+func (f *fakeTraffic) Read(context.Context) (traffic.State, error) { return f.state, f.readErr }
+
+func (f *fakeTraffic) Preflight(context.Context, traffic.Checks) (traffic.State, error) {
+	return f.state, f.readErr
+}
+
+func (f *fakeTraffic) SetCanaryWeight(ctx context.Context, w int) (traffic.Applied, error) {
+	f.calls++
+	if err := f.failAt[f.calls]; err != nil {
+		return traffic.Applied{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return traffic.Applied{}, err
+	}
+	change, err := f.state.Plan(w)
+	if err != nil {
+		return traffic.Applied{}, err
+	}
+	if change.Changed {
+		f.writes = append(f.writes, w)
+		f.state = change.Next
+	}
+	if f.onWrite != nil {
+		f.onWrite(f.calls)
+	}
+	return traffic.Applied{Change: change}, nil
+}
+
+func cfg(mode config.Mode, vars func(*config.Config)) config.Config {
+	c := config.Config{Mode: mode, Namespace: "prod", VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2", ReadyTimeout: time.Minute}
+	if vars != nil {
+		vars(&c)
+	}
+	return c
+}
+
+func runner(f *fakeTraffic, log *bytes.Buffer) *Runner {
+	r := NewRunner(f, log)
+	r.Hold = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
+	return r
+}
+
+func TestRunOutcomes(t *testing.T) {
+	t.Parallel()
+	apiDown := errors.New("connection refused")
+	tests := []struct {
+		name       string
+		cfg        config.Config
+		failAt     map[int]error
+		readErr    error
+		want       Outcome
+		wantWrites []int
+		wantFinal  string
+	}{
+		{name: "progress promoted", cfg: cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 50, 100} }), want: Promoted, wantWrites: []int{25, 50, 100}, wantFinal: "v1 0, v2 100"},
+		{name: "progress stops below 100", cfg: cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 50} }), want: WeightSet, wantWrites: []int{25, 50}, wantFinal: "v1 50, v2 50"},
+		{name: "phase unchanged", cfg: cfg(config.ModePhase, func(c *config.Config) { c.Weight = 10 }), want: Unchanged, wantFinal: "v1 90, v2 10"},
+		{name: "phase to 100 is a promotion", cfg: cfg(config.ModePhase, func(c *config.Config) { c.Weight = 100 }), want: Promoted, wantWrites: []int{100}, wantFinal: "v1 0, v2 100"},
+		{name: "rollback", cfg: cfg(config.ModeRollback, nil), want: RolledBack, wantWrites: []int{0}, wantFinal: "v1 100, v2 0"},
+		{name: "dry run writes nothing", cfg: cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{50, 100}; c.DryRun = true }), want: DryRun, wantFinal: "v1 90, v2 10"},
+		{name: "api down at preflight", cfg: cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{50} }), readErr: apiDown, want: Failed},
+		{name: "write fails at step 2: back to stable", cfg: cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 50, 100} }), failAt: map[int]error{2: apiDown}, want: Failed, wantWrites: []int{25, 0}, wantFinal: "v1 100, v2 0"},
+		{name: "write and rollback fail", cfg: cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 50} }), failAt: map[int]error{2: apiDown, 3: apiDown}, want: Failed, wantWrites: []int{25}, wantFinal: "v1 75, v2 25"},
+		{name: "phase write fails: nothing to undo", cfg: cfg(config.ModePhase, func(c *config.Config) { c.Weight = 30 }), failAt: map[int]error{1: apiDown}, want: Failed, wantFinal: "v1 90, v2 10"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			f.readErr = tt.readErr
+			for k, v := range tt.failAt {
+				f.failAt[k] = v
+			}
+			var log bytes.Buffer
+			res := runner(f, &log).Run(t.Context(), tt.cfg)
+			if res.Outcome != tt.want {
+				t.Fatalf("outcome %s, want %s (err %v)\n%s", res.Outcome, tt.want, res.Err, log.String())
+			}
+			if diff := cmp.Diff(tt.wantWrites, f.writes); diff != "" {
+				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+			if tt.wantFinal != "" {
+				if got := traffic.DescribeWeights(f.state.Destinations); got != tt.wantFinal {
+					t.Errorf("cluster weights %s, want %s", got, tt.wantFinal)
+				}
+			}
+			if (res.Err != nil) != (res.Outcome.ExitCode() != 0) {
+				t.Errorf("err %v with exit code %d", res.Err, res.Outcome.ExitCode())
+			}
+			if tt.name == "write and rollback fail" && !strings.Contains(res.Reason, "the canary may still receive traffic") {
+				t.Errorf("reason does not warn that the rollback failed: %s", res.Reason)
+			}
+		})
+	}
+}
+
+// The timeline records every step with its weights, in order, ending with the automatic
+// rollback when there is one.
+func TestTimeline(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	f.onWrite = func(n int) {
+		if n == 2 {
+			cancel() // a signal arrives while step 2 is held
+		}
+	}
+	var log bytes.Buffer
+	res := runner(f, &log).Run(ctx, cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 50, 100}; c.StepDuration = time.Minute }))
+	if res.Outcome != Cancelled || res.Outcome.ExitCode() != 130 {
+		t.Fatalf("outcome %s", res.Outcome)
+	}
+	type row struct {
+		Index  int
+		Action Action
+		Weight int
+		After  string
+		Held   bool
+	}
+	var got []row
+	for _, s := range res.Steps {
+		got = append(got, row{s.Index, s.Action, s.CanaryWeight, traffic.DescribeWeights(s.After), !s.HeldUntil.IsZero()})
+	}
+	want := []row{
+		{1, ActionSet, 25, "v1 75, v2 25", true},
+		{2, ActionSet, 50, "v1 50, v2 50", true},
+		{0, ActionRollback, 0, "v1 100, v2 0", false},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(log.String(), "rollback: reviews v1 50 → 100, v2 50 → 0") {
+		t.Errorf("log lacks the rollback:\n%s", log.String())
+	}
+}
