@@ -119,26 +119,32 @@ func (c *Client) waitDeployment(ctx context.Context, checks Checks, subsetLabels
 		interval = time.Second
 	}
 	var last *appsv1.Deployment
+	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, interval, checks.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
 		d, err := c.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, preflightf(ErrDeploymentNotReady, "MESHROLL_CANARY_DEPLOYMENT=%s: Deployment %s/%s not found: check the name and namespace", name, ns, name)
 		}
 		if err != nil {
-			return false, fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, err)
+			// Keep waiting through a transient error (or a request cut short by the
+			// deadline); it is reported if the wait ends without an answer.
+			lastErr = err
+			return false, nil
 		}
-		last = d
+		last, lastErr = d, nil
 		return available(d), nil
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, ctx.Err())
-		}
-		if last != nil && wait.Interrupted(err) {
-			return preflightf(ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
-				ns, name, checks.ReadyTimeout, last.Status.AvailableReplicas, replicas(last), last.Status.ObservedGeneration, last.Generation)
-		}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, ctx.Err())
+	case !wait.Interrupted(err):
 		return err
+	case last != nil:
+		return preflightf(ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
+			ns, name, checks.ReadyTimeout, last.Status.AvailableReplicas, replicas(last), last.Status.ObservedGeneration, last.Generation)
+	default:
+		return fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, lastErr)
 	}
 	podLabels := last.Spec.Template.Labels
 	for k, v := range subsetLabels {
