@@ -1,0 +1,41 @@
+package app
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The layout of DESIGN.md: config, kube and traffic import no other internal package;
+// rollout knows config and traffic only; testenv and demo are never linked into meshroll.
+func TestLayout(t *testing.T) {
+	t.Parallel()
+	const module = "github.com/meshroll/meshroll/"
+	allowed := map[string][]string{
+		"internal/config":  nil,
+		"internal/testenv": nil,
+		"internal/kube":    nil,
+		"internal/traffic": nil,
+		"internal/rollout": {"internal/config", "internal/traffic"},
+		".":                {"internal/app", "internal/config", "internal/kube", "internal/rollout", "internal/traffic"},
+	}
+	for pkg, want := range allowed {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			internal, ok := strings.CutPrefix(dep, module)
+			if !ok || internal == pkg || dep == strings.TrimSuffix(module, "/") {
+				continue
+			}
+			found := false
+			for _, w := range want {
+				found = found || w == internal
+			}
+			if !found {
+				t.Errorf("%s imports %s", pkg, internal)
+			}
+		}
+	}
+}
