@@ -170,7 +170,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 
 	// Plan every step on paper first, so that a step that cannot be taken (a canary weight
 	// larger than what other destinations leave) stops the run before the first write.
-	planned := state
+	planned, resourceVersion := state, state.ResourceVersion
 	for i, w := range weights {
 		change, err := planned.Plan(w)
 		if err != nil {
@@ -180,7 +180,11 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		if cfg.DryRun {
 			step := Step{Index: i + 1, Of: len(weights), Action: ActionPlan, CanaryWeight: w, Before: change.Before, After: change.After, Changed: change.Changed, Patch: change.Patch, StartedAt: r.Now()}
 			res.Steps = append(res.Steps, step)
-			r.logDryRun(step, change, planned.ResourceVersion)
+			r.logDryRun(step, change, resourceVersion)
+			if change.Changed {
+				// A later step's precondition is the version the previous write creates.
+				resourceVersion = fmt.Sprintf("<resourceVersion after step %d>", i+1)
+			}
 		}
 		planned = change.Next
 	}

@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -206,7 +207,13 @@ func (s State) Plan(canaryWeight int) (Change, error) {
 // conflict if anyone changed the object in between.
 func (c Change) PatchJSON(resourceVersion string) ([]byte, error) {
 	ops := append([]PatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: resourceVersion}}, c.Patch...)
-	return json.Marshal(ops)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the patch is printed in dry runs: keep it readable
+	if err := enc.Encode(ops); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Describe renders the change for a log line: "v1 90 → 75, v2 10 → 25".
