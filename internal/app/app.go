@@ -45,7 +45,7 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 		StableSubset:   cfg.StableSubset,
 		CanarySubset:   cfg.CanarySubset,
 	})
-	res := rollout.NewRunner(tc, stdout).Run(ctx, cfg)
+	res := rollout.NewRunner(tc, rollout.WriterLog(stdout)).Run(ctx, cfg)
 	if res.Err != nil {
 		fmt.Fprintf(stderr, "meshroll: %s: %v\n", res.Outcome, res.Err)
 	}

@@ -83,31 +83,11 @@ spec:
     - destination: {host: reviews, subset: v2}
 `
 
-func deployment(name, version string) string {
-	return `
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ` + name + `
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: reviews, version: ` + version + `}
-  template:
-    metadata:
-      labels: {app: reviews, version: ` + version + `}
-    spec:
-      containers:
-      - {name: reviews, image: "reviews:` + version + `"}
-`
-}
-
 // newStack creates the stack in a fresh namespace.
 func newStack(t *testing.T, env *testenv.Env) string {
 	t.Helper()
 	ns := env.Namespace(t)
-	env.Apply(t, ns, stack+deployment("reviews-v1", "v1")+deployment("reviews-v2", "v2")+deployment("reviews-broken", "v2"))
+	env.Apply(t, ns, strings.Join([]string{stack, testenv.DeploymentManifest("reviews-v1", "v1"), testenv.DeploymentManifest("reviews-v2", "v2"), testenv.DeploymentManifest("reviews-broken", "v2")}, "\n---\n"))
 	for _, d := range []string{"reviews-v1", "reviews-v2"} {
 		if err := env.SetDeploymentStatus(t.Context(), ns, d, true); err != nil {
 			t.Fatal(err)

@@ -65,9 +65,26 @@ type Config struct {
 	Timeout          time.Duration // 0 = none
 	DryRun           bool
 	KubeContext      string
+	KubeconfigData   string   // MESHROLL_KUBECONFIG: kubeconfig contents (a secret); wins over Kubeconfig
 	Kubeconfig       []string // KUBECONFIG split with filepath.SplitList, empty entries dropped
 	Home             string   // HOME, for the default ~/.kube/config
+	CI               CI
+	OutputDir        string
 }
+
+// CI names the system whose conventions the report follows.
+type CI string
+
+// The values of MESHROLL_CI.
+const (
+	CIAuto    CI = "auto" // detect from the environment
+	CIGitHub  CI = "github"
+	CIGitLab  CI = "gitlab"
+	CIJenkins CI = "jenkins"
+	CIPlain   CI = "plain"
+)
+
+var cis = []CI{CIAuto, CIGitHub, CIGitLab, CIJenkins, CIPlain}
 
 // input is the environment as it arrives: strings only, so that parsing never
 // stops at the first bad value and validate can report every problem.
@@ -88,6 +105,9 @@ type input struct {
 	Timeout          string `env:"MESHROLL_TIMEOUT"`
 	DryRun           string `env:"MESHROLL_DRY_RUN"`
 	KubeContext      string `env:"MESHROLL_KUBE_CONTEXT"`
+	KubeconfigData   string `env:"MESHROLL_KUBECONFIG"`
+	CI               string `env:"MESHROLL_CI"`
+	OutputDir        string `env:"MESHROLL_OUTPUT_DIR"`
 	Kubeconfig       string `env:"KUBECONFIG"`
 	Home             string `env:"HOME"`
 }
@@ -119,25 +139,11 @@ var reserved = []string{
 	"MESHROLL_REPORTER",
 	"MESHROLL_ON_INCONCLUSIVE",
 	"MESHROLL_ON_CANCEL",
-	"MESHROLL_CI",
-	"MESHROLL_OUTPUT_DIR",
 }
 
 // known is every MESHROLL_* name this version accepts: the input tags (read
 // from the struct, so the two cannot drift apart) plus reserved.
-var known = func() []string {
-	params, err := env.GetFieldParams(&input{})
-	if err != nil {
-		panic(fmt.Sprintf("config: bad env tags on input: %v", err))
-	}
-	names := slices.Clone(reserved)
-	for _, p := range params {
-		if strings.HasPrefix(p.Key, prefix) {
-			names = append(names, p.Key)
-		}
-	}
-	return names
-}()
+var known = append(slices.Clone(reserved), Variables()...)
 
 // problem is one thing wrong with the input. It matches ErrInvalid so callers
 // can branch on the kind of failure without comparing strings.
@@ -189,6 +195,8 @@ func (in input) validate(v *validator) Config {
 		CanarySubset:     strings.TrimSpace(in.CanarySubset),
 		CanaryDeployment: strings.TrimSpace(in.CanaryDeployment),
 		KubeContext:      strings.TrimSpace(in.KubeContext),
+		KubeconfigData:   in.KubeconfigData,
+		OutputDir:        strings.TrimSpace(in.OutputDir),
 		// KUBECONFIG and HOME are standard variables: taken exactly as given.
 		Kubeconfig: splitPaths(in.Kubeconfig),
 		Home:       in.Home,
@@ -286,7 +294,44 @@ func (in input) validate(v *validator) Config {
 		cfg.DryRun = b
 	}
 
+	switch ci := CI(strings.TrimSpace(in.CI)); {
+	case ci == "":
+		cfg.CI = CIAuto
+	case slices.Contains(cis, ci):
+		cfg.CI = ci
+	default:
+		v.invalid("MESHROLL_CI", string(ci), "unknown CI system; use one of auto, github, gitlab, jenkins, plain")
+	}
+	if cfg.OutputDir == "" {
+		cfg.OutputDir = "meshroll-out"
+	}
+	if strings.TrimSpace(cfg.KubeconfigData) == "" {
+		cfg.KubeconfigData = ""
+	}
 	return cfg
+}
+
+// Secrets are the values that must never be printed or written anywhere.
+func (c Config) Secrets() []string {
+	if c.KubeconfigData == "" {
+		return nil
+	}
+	return []string{c.KubeconfigData}
+}
+
+// Variables lists the MESHROLL_* inputs this version reads, in contract order.
+func Variables() []string {
+	params, err := env.GetFieldParams(&input{})
+	if err != nil {
+		panic(err)
+	}
+	var names []string
+	for _, p := range params {
+		if strings.HasPrefix(p.Key, prefix) {
+			names = append(names, p.Key)
+		}
+	}
+	return names
 }
 
 // subset checks a required DestinationRule subset name and reports whether it

@@ -32,6 +32,8 @@ func defaults() Config {
 		Steps:          []int{10, 25, 50, 100},
 		StepDuration:   time.Minute,
 		ReadyTimeout:   5 * time.Minute,
+		CI:             CIAuto,
+		OutputDir:      "meshroll-out",
 	}
 }
 
@@ -144,8 +146,15 @@ func TestLoad(t *testing.T) {
 		{
 			name: "reserved variables are accepted and ignored",
 			environ: with("MESHROLL_PROMETHEUS_URL=http://prometheus:9090", "MESHROLL_PROMETHEUS_PASSWORD=s3cret",
-				"MESHROLL_MIN_SUCCESS_RATE=99", "MESHROLL_CI=github", "MESHROLL_OUTPUT_DIR=out", "MESHROLL_ON_CANCEL=anything"),
+				"MESHROLL_MIN_SUCCESS_RATE=99", "MESHROLL_ON_CANCEL=anything"),
 			change: func(*Config) {},
+		},
+		{
+			name:    "reporting and kubeconfig contents",
+			environ: with("MESHROLL_CI= gitlab ", "MESHROLL_OUTPUT_DIR=out/run 1", "MESHROLL_KUBECONFIG=apiVersion: v1\nkind: Config\n"),
+			change: func(c *Config) {
+				c.CI, c.OutputDir, c.KubeconfigData = CIGitLab, "out/run 1", "apiVersion: v1\nkind: Config\n"
+			},
 		},
 		{
 			name:    "other variables are none of our business",
@@ -180,6 +189,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"unknown mode", with("MESHROLL_MODE=canary"),
 			[]string{"MESHROLL_MODE=canary: unknown mode; use one of phase, progress, promote, rollback, status"}},
 		{"mode is case-sensitive", with("MESHROLL_MODE=Phase"), []string{"MESHROLL_MODE=Phase: unknown mode"}},
+		{"unknown CI system", with("MESHROLL_CI=circleci"), []string{"MESHROLL_CI=circleci: unknown CI system; use one of auto, github"}},
 		{"mode with a space inside", with("MESHROLL_MODE=pro gress"), []string{`MESHROLL_MODE="pro gress": unknown mode`}},
 
 		// required names
@@ -353,7 +363,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 14; got != want {
+	if got, want := len(known)-len(reserved), 17; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

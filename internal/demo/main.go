@@ -60,25 +60,6 @@ spec:
   - {name: v2, labels: {app: reviews, version: v2}}
 `
 
-func deployment(version string) string {
-	return fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: reviews-%[1]s
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: reviews, version: %[1]s}
-  template:
-    metadata:
-      labels: {app: reviews, version: %[1]s}
-    spec:
-      containers:
-      - {name: reviews, image: "docker.io/istio/examples-bookinfo-reviews-%[1]s:1.20.2"}
-`, version)
-}
-
 func main() {
 	bin := flag.String("bin", "bin/meshroll", "the meshroll binary to run")
 	steps := flag.String("steps", "10,25,50,100", "MESHROLL_STEPS for the rollout")
@@ -149,7 +130,7 @@ func setUp(ctx context.Context, env *testenv.Env) error {
 	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("failed to create namespace %s: %w", namespace, err)
 	}
-	docs := manifests + "---" + deployment("v1") + "---" + deployment("v2")
+	docs := manifests + "---" + testenv.DeploymentManifest("reviews-v1", "v1") + "---" + testenv.DeploymentManifest("reviews-v2", "v2")
 	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(docs), 4096)
 	resources := map[string]schema.GroupVersionResource{
 		"VirtualService":  {Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"},

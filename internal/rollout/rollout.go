@@ -32,8 +32,11 @@ const (
 	Status     Outcome = "status"      // status mode: read only
 	DryRun     Outcome = "dry-run"     // planned and printed; nothing written
 	Invalid    Outcome = "invalid"     // bad input or a failed preflight; nothing written
-	Failed     Outcome = "failed"      // runtime or infrastructure failure; traffic returned to stable where possible
-	Cancelled  Outcome = "cancelled"   // a signal stopped the run; traffic returned to stable where possible
+	// Set by metric analysis: the canary was judged and traffic returned to stable.
+	CanaryFailed Outcome = "canary-failed" // a check failed past its threshold
+	Inconclusive Outcome = "inconclusive"  // not enough data to judge
+	Failed       Outcome = "failed"        // runtime or infrastructure failure; traffic returned to stable where possible
+	Cancelled    Outcome = "cancelled"     // a signal stopped the run; traffic returned to stable where possible
 )
 
 // ExitCode is the process exit code of the contract in README.md.
@@ -41,6 +44,10 @@ func (o Outcome) ExitCode() int {
 	switch o {
 	case Invalid:
 		return 2
+	case CanaryFailed:
+		return 3
+	case Inconclusive:
+		return 4
 	case Failed:
 		return 1
 	case Cancelled:
@@ -86,16 +93,34 @@ type Result struct {
 	Steps          []Step                `json:"steps"`
 	Final          []traffic.Destination `json:"final,omitempty"` // weights at the end, as last read or written
 	Reason         string                `json:"reason,omitempty"`
+	FailedCheck    string                `json:"failedCheck,omitempty"` // the check that failed the canary
 	Err            error                 `json:"-"`
 }
 
 // CanaryWeight is the canary's weight at the end of the run.
 func (r Result) CanaryWeight() int { return weightOf(r.Final, traffic.RoleCanary) }
 
+// Log receives a run as it happens: lines, and the bounds of each step so that a CI system
+// can fold a step's lines into a section.
+type Log interface {
+	Printf(format string, args ...any)
+	StepStarted(s Step) // before the step's write; s.After is empty
+	StepDone(s Step)    // after the write and the hold, or the failure that ended the step
+}
+
+// WriterLog is a Log that writes plain lines to w.
+func WriterLog(w io.Writer) Log { return writerLog{w} }
+
+type writerLog struct{ w io.Writer }
+
+func (l writerLog) Printf(format string, args ...any) { fmt.Fprintf(l.w, format+"\n", args...) }
+func (writerLog) StepStarted(Step)                    {}
+func (writerLog) StepDone(Step)                       {}
+
 // Runner runs one mode against one VirtualService.
 type Runner struct {
 	Traffic Traffic
-	Log     io.Writer
+	Log     Log
 	Now     func() time.Time
 	// Hold waits for d or until ctx is done; tests replace it.
 	Hold func(ctx context.Context, d time.Duration) error
@@ -104,7 +129,7 @@ type Runner struct {
 }
 
 // NewRunner returns a Runner with real time.
-func NewRunner(t Traffic, log io.Writer) *Runner {
+func NewRunner(t Traffic, log Log) *Runner {
 	return &Runner{Traffic: t, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second}
 }
 
@@ -180,7 +205,9 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		if cfg.DryRun {
 			step := Step{Index: i + 1, Of: len(weights), Action: ActionPlan, CanaryWeight: w, Before: change.Before, After: change.After, Changed: change.Changed, Patch: change.Patch, StartedAt: r.Now()}
 			res.Steps = append(res.Steps, step)
+			r.Log.StepStarted(step)
 			r.logDryRun(step, change, resourceVersion)
+			r.Log.StepDone(step)
 			if change.Changed {
 				// A later step's precondition is the version the previous write creates.
 				resourceVersion = fmt.Sprintf("<resourceVersion after step %d>", i+1)
@@ -196,25 +223,28 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	changed := false
 	for i, w := range weights {
 		step := Step{Index: i + 1, Of: len(weights), Action: ActionSet, CanaryWeight: w, StartedAt: r.Now()}
+		r.Log.StepStarted(step)
 		applied, err := r.Traffic.SetCanaryWeight(ctx, w)
+		if err == nil {
+			step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
+			res.Final, changed = applied.After, changed || applied.Changed
+			r.logStep(step, cfg.VirtualService, applied)
+			// A final step of 100 is not held: there is no stable traffic left to compare with.
+			hold := cfg.Mode == config.ModeProgress && cfg.StepDuration > 0 && !(i == len(weights)-1 && w == 100)
+			if hold {
+				step.HeldUntil = r.Now().Add(cfg.StepDuration)
+			}
+			res.Steps = append(res.Steps, step)
+			if hold {
+				r.logf("step %d/%d: holding %s", step.Index, step.Of, cfg.StepDuration)
+				err = r.Hold(ctx, cfg.StepDuration)
+			}
+		}
+		r.Log.StepDone(step)
 		if err != nil {
 			r.abort(ctx, parent, cfg, res, err)
 			return
 		}
-		step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
-		res.Final, changed = applied.After, changed || applied.Changed
-		r.logStep(step, cfg.VirtualService, applied)
-		if cfg.Mode == config.ModeProgress && cfg.StepDuration > 0 && !(i == len(weights)-1 && w == 100) {
-			r.logf("step %d/%d: holding %s", step.Index, step.Of, cfg.StepDuration)
-			step.HeldUntil = r.Now().Add(cfg.StepDuration)
-			res.Steps = append(res.Steps, step)
-			if err := r.Hold(ctx, cfg.StepDuration); err != nil {
-				r.abort(ctx, parent, cfg, res, err)
-				return
-			}
-			continue
-		}
-		res.Steps = append(res.Steps, step)
 	}
 	switch final := weights[len(weights)-1]; {
 	case !changed:
@@ -258,6 +288,8 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 	rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.RollbackTimeout)
 	defer cancel()
 	step := Step{Action: ActionRollback, StartedAt: r.Now()}
+	r.Log.StepStarted(step)
+	defer func() { r.Log.StepDone(step) }()
 	applied, rbErr := r.Traffic.SetCanaryWeight(rollbackCtx, 0)
 	if rbErr != nil {
 		res.Outcome = Failed
@@ -310,7 +342,7 @@ func (r *Runner) logDryRun(s Step, c traffic.Change, resourceVersion string) {
 }
 
 func (r *Runner) logf(format string, args ...any) {
-	fmt.Fprintf(r.Log, format+"\n", args...)
+	r.Log.Printf(format, args...)
 }
 
 func holdNote(cfg config.Config) string {

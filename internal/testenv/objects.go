@@ -140,3 +140,25 @@ func (e *Env) SetDeploymentStatus(ctx context.Context, namespace, name string, a
 	}
 	return nil
 }
+
+// DeploymentManifest is a Deployment of one version of a Bookinfo-like reviews service, its
+// pods labelled app=reviews and version=<version>, for Apply. It starts without a status:
+// set one with SetDeploymentStatus.
+func DeploymentManifest(name, version string) string {
+	return fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: reviews, version: %[2]s}
+  template:
+    metadata:
+      labels: {app: reviews, version: %[2]s}
+    spec:
+      containers:
+      - {name: reviews, image: "istio/examples-bookinfo-reviews-%[2]s:1.20.2"}
+`, name, version)
+}

@@ -310,25 +310,6 @@ func TestOlderAPIVersions(t *testing.T) {
 func TestPreflight(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	deployment := func(name, version string) string {
-		return `
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ` + name + `
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: reviews, version: ` + version + `}
-  template:
-    metadata:
-      labels: {app: reviews, version: ` + version + `}
-    spec:
-      containers:
-      - name: reviews
-        image: reviews:` + version + `
-`
-	}
 	fqdnRule := strings.Replace(destinationRule, "host: reviews\n", "host: reviews.NS.svc.cluster.local\n", 1)
 	tests := []struct {
 		name      string
@@ -347,11 +328,11 @@ spec:
 		{name: "rule for another host", manifests: strings.Replace(destinationRule, "host: reviews\n", "host: ratings\n", 1), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
 		{name: "canary subset missing", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
 		{name: "rollback needs only stable", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1)},
-		{name: "deployment available", manifests: destinationRule + "---" + deployment("reviews-v2", "v2"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}},
-		{name: "deployment becomes available", manifests: destinationRule + "---" + deployment("reviews-v2", "v2"), late: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 30 * time.Second, PollInterval: 100 * time.Millisecond}},
-		{name: "deployment never available", manifests: destinationRule + "---" + deployment("reviews-v2", "v2"), checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: time.Second, PollInterval: 100 * time.Millisecond}, wantErr: ErrDeploymentNotReady},
+		{name: "deployment available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}},
+		{name: "deployment becomes available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), late: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 30 * time.Second, PollInterval: 100 * time.Millisecond}},
+		{name: "deployment never available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: time.Second, PollInterval: 100 * time.Millisecond}, wantErr: ErrDeploymentNotReady},
 		{name: "deployment missing", manifests: destinationRule, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
-		{name: "deployment pods not in canary subset", manifests: destinationRule + "---" + deployment("reviews-v2", "v3"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
+		{name: "deployment pods not in canary subset", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v3"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
