@@ -178,10 +178,10 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 
 	weights := stepWeights(cfg)
-	checks := traffic.Checks{CanarySubset: true, CanaryDeployment: cfg.CanaryDeployment, ReadyTimeout: cfg.ReadyTimeout}
+	checks := traffic.Checks{CanarySubset: true, CanaryDeployment: cfg.CanaryDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
 	if cfg.Mode == config.ModeRollback {
 		// Returning to stable must work while the canary is broken.
-		checks = traffic.Checks{}
+		checks = traffic.Checks{Write: !cfg.DryRun}
 	}
 	r.logf("meshroll %s: VirtualService %s/%s, stable %s, canary %s, canary weights %s%s",
 		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableSubset, cfg.CanarySubset, joinInts(weights), holdNote(cfg))

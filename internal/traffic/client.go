@@ -45,6 +45,9 @@ func (c *Client) Read(ctx context.Context) (State, error) {
 	if apierrors.IsNotFound(err) {
 		return State{}, preflightf(ErrVirtualServiceNotFound, "VirtualService %s/%s not found: check MESHROLL_VIRTUAL_SERVICE and MESHROLL_NAMESPACE", t.Namespace, t.VirtualService)
 	}
+	if apierrors.IsForbidden(err) {
+		return State{}, preflightf(ErrForbidden, "%v: grant meshroll's Role this permission (see examples/rbac.yaml)", err)
+	}
 	if err != nil {
 		return State{}, fmt.Errorf("failed to get VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
 	}

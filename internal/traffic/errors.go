@@ -19,6 +19,7 @@ var (
 	ErrWeightTooLarge         = errors.New("canary weight too large")
 	ErrSubsetNotDefined       = errors.New("subset not defined by a DestinationRule")
 	ErrDeploymentNotReady     = errors.New("canary Deployment not ready")
+	ErrForbidden              = errors.New("missing permissions")
 )
 
 type preflightError struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,9 @@ type Checks struct {
 	ReadyTimeout     time.Duration
 	// PollInterval of the Deployment wait (default 1s).
 	PollInterval time.Duration
+	// Write says the run will patch the VirtualService and record Events: the credentials
+	// must allow that too.
+	Write bool
 }
 
 // Preflight checks, without writing anything, that the route can be steered: the
@@ -33,6 +37,9 @@ type Checks struct {
 func (c *Client) Preflight(ctx context.Context, checks Checks) (State, error) {
 	state, err := c.Read(ctx)
 	if err != nil {
+		return State{}, err
+	}
+	if err := c.checkAccess(ctx, checks, c.searchNamespaces(state)); err != nil {
 		return State{}, err
 	}
 	subsets, err := c.subsets(ctx, state)
@@ -62,16 +69,11 @@ func (c *Client) Preflight(ctx context.Context, checks Checks) (State, error) {
 // host's own namespace.
 func (c *Client) subsets(ctx context.Context, state State) (map[string]map[string]string, error) {
 	wantKeys := map[string]bool{}
-	namespaces := []string{state.Namespace}
 	for _, h := range state.Hosts() {
-		key := serviceKey(h, state.Namespace)
-		wantKeys[key] = true
-		if ns := keyNamespace(key); ns != "" && !contains(namespaces, ns) {
-			namespaces = append(namespaces, ns)
-		}
+		wantKeys[serviceKey(h, state.Namespace)] = true
 	}
 	found := map[string]map[string]string{}
-	for _, ns := range namespaces {
+	for _, ns := range c.searchNamespaces(state) {
 		list, err := c.istio.NetworkingV1().DestinationRules(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("failed to list DestinationRules in namespace %s: %w", ns, err)
@@ -86,6 +88,58 @@ func (c *Client) subsets(ctx context.Context, state State) (map[string]map[strin
 		}
 	}
 	return found, nil
+}
+
+// searchNamespaces are where DestinationRules for the route's hosts may live: the
+// VirtualService's namespace and each host's own.
+func (c *Client) searchNamespaces(state State) []string {
+	namespaces := []string{state.Namespace}
+	for _, h := range state.Hosts() {
+		if ns := keyNamespace(serviceKey(h, state.Namespace)); ns != "" && !contains(namespaces, ns) {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	return namespaces
+}
+
+// checkAccess asks the API server (SelfSubjectAccessReview) whether the credentials in use
+// may do everything the run needs, so that a missing permission stops the run before the
+// first write rather than halfway through a progression.
+func (c *Client) checkAccess(ctx context.Context, checks Checks, drNamespaces []string) error {
+	type need struct{ verb, group, resource, namespace string }
+	ns := c.target.Namespace
+	needs := []need{{"get", "networking.istio.io", "virtualservices", ns}}
+	for _, n := range drNamespaces {
+		needs = append(needs, need{"list", "networking.istio.io", "destinationrules", n})
+	}
+	if checks.CanaryDeployment != "" {
+		needs = append(needs, need{"get", "apps", "deployments", ns})
+	}
+	if checks.Write {
+		needs = append(needs, need{"patch", "networking.istio.io", "virtualservices", ns}, need{"create", "", "events", ns})
+	}
+	var missing []string
+	for _, n := range needs {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.namespace, Verb: n.verb, Group: n.group, Resource: n.resource},
+		}}
+		got, err := c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			// Some clusters do not let every user ask; the requests themselves will tell.
+			return nil
+		}
+		if !got.Status.Allowed {
+			resource := n.resource
+			if n.group != "" {
+				resource += "." + n.group
+			}
+			missing = append(missing, fmt.Sprintf("%s %s in namespace %s", n.verb, resource, n.namespace))
+		}
+	}
+	if len(missing) > 0 {
+		return preflightf(ErrForbidden, "forbidden: the credentials in use cannot %s; grant them in meshroll's Role (see examples/rbac.yaml)", strings.Join(missing, ", nor "))
+	}
+	return nil
 }
 
 // serviceKey reduces a Kubernetes service host to "name.namespace", however it is written:

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshroll/meshroll/internal/testenv"
+)
+
+// The least-privilege manifest of examples/rbac.yaml is enough for a whole progression, and
+// each of its permissions is needed: without any one of them meshroll stops before writing,
+// naming the verb and the resource.
+func TestRBACExample(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "examples", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := []string{"MESHROLL_STEPS=20,100", "MESHROLL_CANARY_DEPLOYMENT=reviews-v2"}
+
+	t.Run("all rules", func(t *testing.T) {
+		t.Parallel()
+		ns := newStack(t, env)
+		env.Apply(t, ns, strings.ReplaceAll(string(manifest), "namespace: shop", "namespace: "+ns))
+		got := runMain(t.Context(), t, env, ns, append(vars, "KUBECONFIG="+serviceAccountKubeconfig(t, env, ns))...)
+		if got.code != 0 || !strings.Contains(got.stdout, "result: promoted") {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", got.code, got.stdout, got.stderr)
+		}
+		if strings.Contains(got.stdout, "warning") {
+			t.Errorf("a permission was missing on the way:\n%s", got.stdout)
+		}
+	})
+
+	role := roleOf(t, string(manifest))
+	for ri, rule := range role.Rules {
+		for _, verb := range rule.Verbs {
+			resource := rule.Resources[0]
+			if rule.APIGroups[0] != "" {
+				resource += "." + rule.APIGroups[0]
+			}
+			t.Run("without "+verb+" "+resource, func(t *testing.T) {
+				t.Parallel()
+				ns := newStack(t, env)
+				env.Apply(t, ns, strings.ReplaceAll(string(manifest), "namespace: shop", "namespace: "+ns))
+				reduced, err := env.Kube.RbacV1().Roles(ns).Get(t.Context(), "meshroll", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := &reduced.Rules[ri]
+				r.Verbs = slices.DeleteFunc(slices.Clone(r.Verbs), func(v string) bool { return v == verb })
+				if len(r.Verbs) == 0 {
+					reduced.Rules = slices.Delete(reduced.Rules, ri, ri+1)
+				}
+				if _, err := env.Kube.RbacV1().Roles(ns).Update(t.Context(), reduced, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				_, rvBefore := weights(t, env, ns, "reviews")
+				got := runMain(t.Context(), t, env, ns, append(vars, "KUBECONFIG="+serviceAccountKubeconfig(t, env, ns))...)
+				want := fmt.Sprintf("forbidden: the credentials in use cannot %s %s in namespace %s", verb, resource, ns)
+				if verb == "get" && resource == "virtualservices.networking.istio.io" {
+					// Without it nothing can be read, not even to ask about the rest.
+					want = fmt.Sprintf(`cannot get resource "virtualservices" in API group "networking.istio.io" in the namespace "%s"`, ns)
+				}
+				if got.code != 2 || !strings.Contains(got.stderr, want) {
+					t.Fatalf("exit %d, stderr lacks %q\nstdout:\n%s\nstderr:\n%s", got.code, want, got.stdout, got.stderr)
+				}
+				if _, rvAfter := weights(t, env, ns, "reviews"); rvAfter != rvBefore {
+					t.Errorf("the VirtualService was written: resourceVersion %s → %s", rvBefore, rvAfter)
+				}
+			})
+		}
+	}
+}
+
+func roleOf(t *testing.T, manifest string) rbacv1.Role {
+	t.Helper()
+	for _, doc := range strings.Split(manifest, "\n---\n") {
+		if !strings.Contains(doc, "\nkind: Role\n") {
+			continue
+		}
+		var role rbacv1.Role
+		if err := yamlUnmarshal(doc, &role); err != nil {
+			t.Fatal(err)
+		}
+		return role
+	}
+	t.Fatal("examples/rbac.yaml has no Role")
+	return rbacv1.Role{}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that acts as the meshroll ServiceAccount of ns
+// (the test's admin impersonates it, so every request is authorized as that account).
+func serviceAccountKubeconfig(t *testing.T, env *testenv.Env, ns string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range cfg.AuthInfos {
+		user.Impersonate = "system:serviceaccount:" + ns + ":meshroll"
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func yamlUnmarshal(doc string, v any) error { return yaml.Unmarshal([]byte(doc), v) }
