@@ -13,7 +13,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := app.Main(ctx, os.Environ(), os.Stdout, os.Stderr)
+	environ := os.Environ()
+	if len(os.Args) == 2 && os.Args[1] == "version" {
+		environ = append(environ, "MESHROLL_MODE=version")
+	}
+	code := app.Main(ctx, environ, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/meshroll/meshroll/internal/config"
@@ -19,6 +20,10 @@ var Version = "dev"
 
 // Main runs meshroll with the given environment and returns the process exit code.
 func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
+	if slices.Contains(environ, "MESHROLL_MODE=version") {
+		fmt.Fprintln(stdout, Version)
+		return 0
+	}
 	cfg, err := config.Load(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "meshroll: invalid input, nothing was changed:\n%s\n", bullets(err))
@@ -26,6 +31,7 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 	}
 	clients, err := kube.Connect(kube.Access{
 		Kubeconfig: cfg.Kubeconfig,
+		Data:       cfg.KubeconfigData,
 		Home:       cfg.Home,
 		Context:    cfg.KubeContext,
 		UserAgent:  "meshroll/" + Version,

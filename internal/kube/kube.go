@@ -2,8 +2,11 @@
 package kube
 
 import (
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -17,9 +20,12 @@ type Access struct {
 	// Kubeconfig lists kubeconfig files, merged as kubectl merges KUBECONFIG. Empty means
 	// $Home/.kube/config, or the in-cluster service account when that file does not exist.
 	Kubeconfig []string
-	Home       string
-	Context    string // "" = the current context
-	UserAgent  string
+	// Data is a kubeconfig's contents (YAML, or base64 of it), as CI secrets hold it; when
+	// set it is used instead of any file, and never written to disk.
+	Data      string
+	Home      string
+	Context   string // "" = the current context
+	UserAgent string
 }
 
 // Clients are the API clients meshroll uses.
@@ -32,20 +38,38 @@ type Clients struct {
 	Host string
 }
 
+// kubeconfigBytes accepts a kubeconfig as YAML or as base64 of YAML.
+func kubeconfigBytes(data string) []byte {
+	if decoded, err := base64.StdEncoding.DecodeString(strings.TrimSpace(data)); err == nil {
+		return decoded
+	}
+	return []byte(data)
+}
+
 // requestTimeout bounds each API request, so that an unreachable server fails the run
 // instead of hanging it.
 const requestTimeout = 30 * time.Second
 
 // Connect builds clients from a. It does not talk to the server.
 func Connect(a Access) (Clients, error) {
-	rules := &clientcmd.ClientConfigLoadingRules{Precedence: a.Kubeconfig}
-	if len(a.Kubeconfig) == 0 && a.Home != "" {
-		rules.Precedence = []string{filepath.Join(a.Home, ".kube", "config")}
-	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: a.Context}
-	// With no kubeconfig file at all, the deferred loader falls back to the in-cluster
-	// service account (KUBERNETES_SERVICE_HOST and the mounted token).
-	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	var loader clientcmd.ClientConfig
+	if a.Data != "" {
+		raw, err := clientcmd.Load(kubeconfigBytes(a.Data))
+		if err != nil {
+			// The parser's message may quote the contents: do not pass it on.
+			return Clients{}, errors.New("failed to load cluster access: MESHROLL_KUBECONFIG is not a kubeconfig (YAML, or base64 of YAML)")
+		}
+		loader = clientcmd.NewNonInteractiveClientConfig(*raw, a.Context, overrides, nil)
+	} else {
+		rules := &clientcmd.ClientConfigLoadingRules{Precedence: a.Kubeconfig}
+		if len(a.Kubeconfig) == 0 && a.Home != "" {
+			rules.Precedence = []string{filepath.Join(a.Home, ".kube", "config")}
+		}
+		// With no kubeconfig file at all, the deferred loader falls back to the in-cluster
+		// service account (KUBERNETES_SERVICE_HOST and the mounted token).
+		loader = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	}
 	cfg, err := loader.ClientConfig()
 	if err != nil {
 		return Clients{}, fmt.Errorf("failed to load cluster access (KUBECONFIG, MESHROLL_KUBE_CONTEXT or the in-cluster service account): %w", err)

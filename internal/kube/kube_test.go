@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,7 @@ func TestConnect(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), []byte(homeConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	merged := clusters + strings.TrimPrefix(contexts, "apiVersion: v1\nkind: Config\n")
 	tests := []struct {
 		name          string
 		access        Access
@@ -59,6 +61,9 @@ func TestConnect(t *testing.T) {
 		{name: "several files merged, current context", access: Access{Kubeconfig: files}, wantHost: "https://staging.example:6443", wantNamespace: "shop"},
 		{name: "context chosen", access: Access{Kubeconfig: files, Context: "prod"}, wantHost: "https://prod.example:6443", wantNamespace: "default"},
 		{name: "home config when KUBECONFIG is empty", access: Access{Home: home}, wantHost: "https://prod.example:6443", wantNamespace: "default"},
+		{name: "contents as YAML", access: Access{Data: merged, Kubeconfig: files, Context: "prod"}, wantHost: "https://prod.example:6443", wantNamespace: "default"},
+		{name: "contents as base64", access: Access{Data: base64.StdEncoding.EncodeToString([]byte(merged))}, wantHost: "https://staging.example:6443", wantNamespace: "shop"},
+		{name: "contents not a kubeconfig", access: Access{Data: "token: not-printed\n\tnot: [yaml"}, wantErr: "MESHROLL_KUBECONFIG is not a kubeconfig"},
 		{name: "unknown context", access: Access{Kubeconfig: files, Context: "dev"}, wantErr: `context "dev" does not exist`},
 		{name: "nothing to load", access: Access{Home: t.TempDir()}, wantErr: "failed to load cluster access"},
 	}
