@@ -1,0 +1,512 @@
+package analysis
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRetries(t *testing.T) {
+	t.Parallel()
+	const volume = `sum(increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload="cart-v2"}[30s]))`
+	tests := []struct {
+		name string
+		// respond answers the canary's volume query on its call-th attempt;
+		// every other query is healthy.
+		respond   func(call int) (int, string)
+		wantErr   error
+		wantCalls int
+		want      Result
+	}{
+		{
+			name: "503 twice, then an answer",
+			respond: func(call int) (int, string) {
+				if call <= 2 {
+					return http.StatusServiceUnavailable, "upstream connect error"
+				}
+				return http.StatusOK, vectorBody("120")
+			},
+			wantCalls: 3,
+			want:      Result{Check: "request-volume", Canary: ptr(120), Stable: ptr(1000), Threshold: "≥ 20 requests", Verdict: VerdictPass},
+		},
+		{
+			name: "429 and a Prometheus timeout are retried",
+			respond: func(call int) (int, string) {
+				switch call {
+				case 1:
+					return http.StatusTooManyRequests, "slow down"
+				case 2:
+					return http.StatusOK, errorBody("timeout", "query timed out in expression evaluation")
+				}
+				return http.StatusOK, vectorBody("120")
+			},
+			wantCalls: 3,
+			want:      Result{Check: "request-volume", Canary: ptr(120), Stable: ptr(1000), Threshold: "≥ 20 requests", Verdict: VerdictPass},
+		},
+		{
+			name:      "always 503: unavailable after the attempts",
+			respond:   func(int) (int, string) { return http.StatusServiceUnavailable, "no healthy upstream" },
+			wantErr:   ErrUnavailable,
+			wantCalls: 3,
+		},
+		{
+			name: "bad_data is never retried",
+			respond: func(int) (int, string) {
+				return http.StatusBadRequest, errorBody("bad_data", "1:5: parse error: unexpected <by>")
+			},
+			wantCalls: 1,
+			want: Result{Check: "request-volume", Stable: ptr(1000), Threshold: "≥ 20 requests", Verdict: VerdictError,
+				Message: "failed to run query " + volume + ": Prometheus rejected it: 1:5: parse error: unexpected <by>: invalid query"},
+		},
+		{
+			name: "an execution error is not retried",
+			respond: func(int) (int, string) {
+				return http.StatusUnprocessableEntity, errorBody("execution", "many-to-many matching not allowed")
+			},
+			wantCalls: 1,
+			want: Result{Check: "request-volume", Stable: ptr(1000), Threshold: "≥ 20 requests", Verdict: VerdictError,
+				Message: "failed to run query " + volume + ": execution: many-to-many matching not allowed"},
+		},
+		{
+			name:      "404 (wrong URL path) is not retried",
+			respond:   func(int) (int, string) { return http.StatusNotFound, "404 page not found" },
+			wantCalls: 1,
+			want: Result{Check: "request-volume", Stable: ptr(1000), Threshold: "≥ 20 requests", Verdict: VerdictError,
+				Message: "failed to run query " + volume + ": Prometheus answered 404 Not Found: 404 page not found"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			healthyAnswers := answers(healthy())
+			prom := newFakeProm(t, func(r *http.Request, q string, call int) (int, string) {
+				if q == volume {
+					calls.Add(1)
+					return tt.respond(call)
+				}
+				return healthyAnswers(r, q, call)
+			})
+			s := testSettings(prom.URL)
+			s.Backoff = 5 * time.Millisecond
+			a, err := New(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			w, err := a.Evaluate(t.Context(), at)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("Evaluate took %s", took)
+			}
+			if got := int(calls.Load()); got != tt.wantCalls {
+				t.Errorf("the query was sent %d times, want %d", got, tt.wantCalls)
+			}
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("error = %v, want %v", err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), "3 attempts") || !strings.Contains(err.Error(), "503") {
+					t.Errorf("error %q does not tell the attempts and the last answer", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, w.Results[0]); diff != "" {
+				t.Errorf("request-volume (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A Prometheus that never answers costs at most half the interval.
+func TestRetryBudget(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	prom := newFakeProm(t, func(r *http.Request, _ string, _ int) (int, string) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return http.StatusOK, vectorBody("1")
+	})
+	s := testSettings(prom.URL)
+	s.Interval = time.Second
+	s.Backoff = 100 * time.Millisecond
+	s.Retries = 10
+	a, err := New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = a.Evaluate(t.Context(), at)
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("error = %v, want ErrUnavailable", err)
+	}
+	if took < 400*time.Millisecond || took > 3*time.Second {
+		t.Errorf("Evaluate took %s, want about half the 1s interval", took)
+	}
+}
+
+// Connection refused is a network error: retried, then unavailable.
+func TestUnreachable(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	a, err := New(testSettings(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Evaluate(t.Context(), at)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Evaluate error = %v, want ErrUnavailable", err)
+	}
+	err = a.Preflight(t.Context())
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Preflight error = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		change func(*Settings)
+		want   map[string]string // headers every request must carry
+	}{
+		{
+			name:   "bearer token",
+			change: func(s *Settings) { s.Token = "t0ken-value" },
+			want:   map[string]string{"Authorization": "Bearer t0ken-value"},
+		},
+		{
+			name:   "basic auth",
+			change: func(s *Settings) { s.Username, s.Password = "meshroll", "pa55word" },
+			want:   map[string]string{"Authorization": "Basic bWVzaHJvbGw6cGE1NXdvcmQ="},
+		},
+		{
+			name: "extra headers beside a token",
+			change: func(s *Settings) {
+				s.Token = "t0ken-value"
+				s.Headers = map[string]string{"X-Scope-OrgID": "tenant-1", "x-custom": "yes"}
+			},
+			want: map[string]string{"Authorization": "Bearer t0ken-value", "X-Scope-Orgid": "tenant-1", "X-Custom": "yes"},
+		},
+		{
+			name: "no credentials",
+			want: map[string]string{"Authorization": ""},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			prom := newFakeProm(t, answers(healthy()))
+			s := testSettings(prom.URL)
+			if tt.change != nil {
+				tt.change(&s)
+			}
+			a, err := New(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Evaluate(t.Context(), at); err != nil {
+				t.Fatal(err)
+			}
+			seen := prom.seen()
+			if len(seen) != 6 {
+				t.Errorf("%d requests, want 6", len(seen))
+			}
+			for _, r := range seen {
+				got := map[string]string{}
+				for name := range tt.want {
+					got[name] = r.Header.Get(name)
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("request headers (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// A redirect to another host must not carry the credentials along.
+func TestRedirectKeepsCredentials(t *testing.T) {
+	t.Parallel()
+	other := newFakeProm(t, answers(healthy()))
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path+"?"+r.URL.RawQuery, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	s := testSettings(redirector.URL)
+	s.Token = "t0ken-value"
+	s.Headers = map[string]string{"X-Scope-OrgID": "tenant-1"}
+	a, err := New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Evaluate(t.Context(), at); err != nil {
+		t.Fatal(err)
+	}
+	if len(other.seen()) == 0 {
+		t.Fatal("the redirect was not followed")
+	}
+	for _, r := range other.seen() {
+		if got := r.Header.Get("Authorization") + r.Header.Get("X-Scope-OrgID"); got != "" {
+			t.Errorf("the other host received credentials %q", got)
+		}
+	}
+}
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	prom := newFakePromTLS(t, answers(healthy()))
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: prom.Certificate().Raw})
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A valid PEM bundle that does not hold the server's certificate.
+	otherCA := filepath.Join(dir, "other.pem")
+	if err := os.WriteFile(otherCA, selfSignedPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		caFile  string
+		skip    bool
+		wantErr error
+	}{
+		{name: "CA file trusted", caFile: caFile},
+		{name: "InsecureSkipVerify", skip: true},
+		{name: "unknown authority", wantErr: ErrUnavailable},
+		{name: "another CA only", caFile: otherCA, wantErr: ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := testSettings(prom.URL)
+			s.CAFile, s.InsecureSkipVerify, s.Retries = tt.caFile, tt.skip, 1
+			a, err := New(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := a.Evaluate(t.Context(), at)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && !w.Judged() {
+				t.Errorf("window not judged: %+v", w.Results)
+			}
+			if err != nil && !strings.Contains(err.Error(), "certificate") {
+				t.Errorf("error %q does not mention the certificate", err)
+			}
+		})
+	}
+}
+
+// selfSignedPEM is a CA certificate that signed nothing the tests serve.
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "other test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestNewRejects(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		change func(*Settings)
+		want   []string // each problem, in order
+	}{
+		{
+			name: "everything wrong at once",
+			change: func(s *Settings) {
+				*s = Settings{Interval: 500 * time.Millisecond, MinSuccessRate: 101, MaxLatencyP99: 0, MinRequests: -1, Reporter: "sidecar", Retries: -1,
+					Checks: []Check{{Name: "x", Query: "{{.Nope}}", Max: ptr(1)}}}
+			},
+			want: []string{
+				"invalid analysis settings: the Prometheus URL is required (MESHROLL_PROMETHEUS_URL), e.g. http://prometheus.istio-system:9090",
+				"the analysis interval 500ms is too short; it is also the query window and needs at least 1s, e.g. 1m",
+				"the minimum success rate 101 is not a percentage between 0 and 100",
+				"the maximum p99 latency 0 is not a positive number of milliseconds",
+				"the minimum request count -1 is not a number ≥ 0",
+				"the namespace of the workloads is required (destination_workload_namespace)",
+				"the canary workload is required (its destination_workload label, MESHROLL_CANARY_WORKLOAD)",
+				"the stable workload is required (its destination_workload label, MESHROLL_STABLE_WORKLOAD)",
+				`the reporter "sidecar" is neither "destination" nor "source" (MESHROLL_REPORTER)`,
+				"the retry bounds (-1 attempts, backoff 500ms) must not be negative",
+				`check 1 (x): query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): template: x:1:2: executing "x" at <.Nope>: map has no entry for key "Nope"`,
+			},
+		},
+		{
+			name:   "relative URL, same workloads",
+			change: func(s *Settings) { s.URL = "prometheus:9090"; s.StableWorkload = s.CanaryWorkload },
+			want: []string{
+				`invalid analysis settings: the Prometheus URL "prometheus:9090" is not an absolute http(s) URL, e.g. http://prometheus.istio-system:9090`,
+				`the canary and stable workloads are both "cart-v2"; they must differ to compare the two versions`,
+			},
+		},
+		{
+			name: "credentials that contradict each other",
+			change: func(s *Settings) {
+				s.Token, s.Password = "t0ken-value", "pa55word"
+				s.Headers = map[string]string{"Authorization": "Bearer other-secret", "Bad Name": "v", "X-Split": "line\nbreak-secret"}
+			},
+			want: []string{
+				"invalid analysis settings: set either a bearer token or a username and password for Prometheus, not both",
+				"a Prometheus password needs a username",
+				`the Prometheus header "Authorization" conflicts with the token or username/password; set only one`,
+				`the Prometheus header name "Bad Name" is not a valid HTTP header name`,
+				`the value of the Prometheus header "X-Split" contains a line break or NUL`,
+			},
+		},
+		{
+			name:   "CA file missing",
+			change: func(s *Settings) { s.CAFile = filepath.Join(dir, "missing.pem") },
+			want:   []string{fmt.Sprintf("invalid analysis settings: failed to read the Prometheus CA file (MESHROLL_PROMETHEUS_CA_FILE): open %s: no such file or directory", filepath.Join(dir, "missing.pem"))},
+		},
+		{
+			name:   "CA file without a certificate",
+			change: func(s *Settings) { s.CAFile = notPEM },
+			want:   []string{"invalid analysis settings: the Prometheus CA file " + notPEM + " holds no PEM certificate"},
+		},
+		{
+			name:   "password in the URL is not echoed",
+			change: func(s *Settings) { s.URL = "ftp://admin:hunter22@prometheus:9090" },
+			want:   []string{`invalid analysis settings: the Prometheus URL "ftp://admin:xxxxx@prometheus:9090" is not an absolute http(s) URL, e.g. http://prometheus.istio-system:9090`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := testSettings("http://prometheus.invalid:9090")
+			tt.change(&s)
+			_, err := New(s)
+			if err == nil {
+				t.Fatal("New succeeded, want an error")
+			}
+			got := strings.Split(err.Error(), "\n")
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			for _, secret := range []string{"t0ken-value", "pa55word", "other-secret", "break-secret", "hunter22"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q holds the secret %q", err, secret)
+				}
+			}
+		})
+	}
+}
+
+// Secrets never reach an error or a result, even when Prometheus (or a proxy)
+// echoes the request headers back.
+func TestSecretsNeverShown(t *testing.T) {
+	t.Parallel()
+	const (
+		token    = "tok-S3CRET-value"
+		password = "pw-S3CRET-value"
+		tenant   = "tenant-S3CRET-value"
+	)
+	echo := func(r *http.Request) string {
+		return fmt.Sprintf("denied: Authorization=%s X-Scope-OrgID=%s", r.Header.Get("Authorization"), r.Header.Get("X-Scope-OrgID"))
+	}
+	tests := []struct {
+		name    string
+		change  func(*Settings)
+		respond func(r *http.Request) (int, string)
+	}{
+		{
+			name:    "bad_data echoing a bearer token",
+			change:  func(s *Settings) { s.Token = token },
+			respond: func(r *http.Request) (int, string) { return http.StatusBadRequest, errorBody("bad_data", echo(r)) },
+		},
+		{
+			name:    "503 body echoing basic auth",
+			change:  func(s *Settings) { s.Username, s.Password = "meshroll", password },
+			respond: func(r *http.Request) (int, string) { return http.StatusServiceUnavailable, echo(r) },
+		},
+		{
+			name:    "401 echoing a header",
+			change:  func(s *Settings) { s.Token = token; s.Headers = map[string]string{"X-Scope-OrgID": tenant} },
+			respond: func(r *http.Request) (int, string) { return http.StatusUnauthorized, echo(r) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			prom := newFakeProm(t, func(r *http.Request, _ string, _ int) (int, string) { return tt.respond(r) })
+			s := testSettings(prom.URL)
+			tt.change(&s)
+			a, err := New(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var texts []string
+			w, err := a.Evaluate(t.Context(), at)
+			if err != nil {
+				texts = append(texts, err.Error())
+			}
+			for _, r := range w.Results {
+				texts = append(texts, r.Message, r.Threshold, r.Check)
+			}
+			if err := a.Preflight(t.Context()); err != nil {
+				texts = append(texts, err.Error())
+			} else {
+				t.Error("Preflight passed against a failing Prometheus")
+			}
+			texts = append(texts, a.Queries()...)
+			all := strings.Join(texts, "\n")
+			if !strings.Contains(all, "denied") {
+				t.Fatalf("the echo did not reach the messages, so the test proves nothing:\n%s", all)
+			}
+			for _, secret := range []string{token, password, tenant, base64.StdEncoding.EncodeToString([]byte("meshroll:" + password))} {
+				if strings.Contains(all, secret) {
+					t.Errorf("a message holds the secret %q:\n%s", secret, all)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,256 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// maxParallelQueries bounds how many queries one window sends at once.
+const maxParallelQueries = 8
+
+// Evaluate runs every check at instant at (now when zero) for the canary,
+// and for the stable version too for the built-ins. A query that fails gives
+// an "error" result; the only error returned (then without a Window) wraps
+// ErrUnavailable, when Prometheus could not be reached after the retries, or
+// the context's error.
+func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
+	if err := ctx.Err(); err != nil {
+		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", err)
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	queries := make([]string, 0, 2*len(a.checks))
+	for _, c := range a.checks {
+		queries = append(queries, c.canary)
+	}
+	for _, c := range a.checks {
+		queries = append(queries, c.stable) // "" for custom checks: not sent
+	}
+	answers, err := a.queryAll(ctx, queries, at)
+	if err != nil {
+		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", err)
+	}
+	n := len(a.checks)
+	return Window{At: at, Results: a.judge(answers[:n], answers[n:])}, nil
+}
+
+// Preflight sends every query once, before any traffic moves, and checks that
+// the stable workload served requests lately: labels that match nothing would
+// otherwise make every window "no data" and the rollout inconclusive. Every
+// problem is reported at once; a rejected query wraps ErrQuery, missing
+// stable data wraps ErrNoData, refused credentials wrap ErrUnauthorized and
+// an unreachable Prometheus wraps ErrUnavailable.
+func (a *Analyzer) Preflight(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("failed to check the analysis queries: %w", err)
+	}
+	type sent struct{ check, side string }
+	var queries []string
+	var about []sent
+	for _, c := range a.checks {
+		queries = append(queries, c.canary)
+		about = append(about, sent{c.name, "canary"})
+		if c.stable != "" {
+			queries = append(queries, c.stable)
+			about = append(about, sent{c.name, "stable"})
+		}
+	}
+	queries = append(queries, a.stableProbe)
+	answers, err := a.queryAll(ctx, queries, time.Now())
+	if err != nil {
+		return fmt.Errorf("failed to check the analysis queries: %w", err)
+	}
+	var errs []error
+	for i, ans := range answers[:len(about)] {
+		switch {
+		case ans.err == nil || errors.Is(ans.err, ErrNoData):
+			// A canary without traffic yet is expected; no data is judged per window.
+		case errors.Is(ans.err, ErrUnauthorized):
+			return fmt.Errorf("failed to check the analysis queries: %w", ans.err) // the same for every query
+		default:
+			errs = append(errs, fmt.Errorf("check %s (%s): %w", about[i].check, about[i].side, ans.err))
+		}
+	}
+	probe := answers[len(about)]
+	switch {
+	case errors.Is(probe.err, ErrNoData):
+		s := a.settings
+		errs = append(errs, fmt.Errorf("no requests recorded for the stable workload in the last %s (query: %s); "+
+			"check MESHROLL_STABLE_WORKLOAD (destination_workload=%q), MESHROLL_REPORTER (reporter=%q) and "+
+			"MESHROLL_NAMESPACE (destination_workload_namespace=%q), and that Prometheus scrapes the mesh's Istio metrics: %w",
+			humanDuration(max(s.Interval, preflightWindow)), a.stableProbe, s.StableWorkload, s.Reporter, s.Namespace, probe.err))
+	case probe.err != nil:
+		errs = append(errs, fmt.Errorf("stable request volume: %w", probe.err))
+	}
+	if len(errs) > 0 {
+		return redactErr(fmt.Errorf("failed to check the analysis queries: %w", errors.Join(errs...)), a.secrets)
+	}
+	return nil
+}
+
+// queryAll runs the queries concurrently ("" is skipped and answers no
+// data). It returns an error only when Prometheus is unavailable or ctx ends;
+// then the queries still running are abandoned.
+func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time) ([]answer, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	answers := make([]answer, len(queries))
+	slots := make(chan struct{}, maxParallelQueries)
+	var wg sync.WaitGroup
+	for i, q := range queries {
+		if q == "" {
+			answers[i] = answer{err: ErrNoData}
+			continue
+		}
+		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done():
+				answers[i] = answer{err: context.Cause(ctx)}
+				return
+			}
+			v, err := a.query(ctx, q, at)
+			answers[i] = answer{value: v, err: err}
+			if errors.Is(err, ErrUnavailable) {
+				cancel(err) // one unreachable query is enough: the others would wait as long
+			}
+		})
+	}
+	wg.Wait()
+	// The first unavailable query's error, or the caller's reason to stop.
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return answers, nil
+}
+
+// query runs one instant query with retries and returns its single value.
+// Network errors, 5xx, 429 and Prometheus timeouts are retried with
+// exponential backoff within half the interval; a rejected query (bad_data)
+// or refused credentials are not. Every error names the query.
+func (a *Analyzer) query(ctx context.Context, q string, at time.Time) (float64, error) {
+	budget, cancel := context.WithTimeout(ctx, a.budget)
+	defer cancel()
+	backoff := a.settings.Backoff
+	var last error
+	attempts := 0
+	for {
+		attempts++
+		rctx, status := withStatus(budget)
+		val, _, _, err := a.api.Query(rctx, q, at)
+		if err == nil {
+			v, err := single(val, q)
+			return v, redactErr(err, a.secrets)
+		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
+		}
+		retry, why := classify(err, *status)
+		if !retry {
+			return 0, redactErr(fmt.Errorf("failed to run query %s: %w", q, why), a.secrets)
+		}
+		last = why
+		if attempts >= a.settings.Retries || budget.Err() != nil {
+			break
+		}
+		if deadline, ok := budget.Deadline(); ok && time.Until(deadline) < backoff {
+			break // the next try would start after the budget ends
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-timer.C:
+		case <-budget.Done():
+		}
+		timer.Stop()
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
+		}
+		backoff *= 2
+	}
+	gaveUp := fmt.Sprintf("after %d attempts", attempts)
+	if budget.Err() != nil {
+		gaveUp = fmt.Sprintf("after %d attempts in %s (half the analysis interval)", attempts, humanDuration(a.budget))
+	}
+	return 0, redactErr(fmt.Errorf("failed to run query %s: %w %s: %w", q, ErrUnavailable, gaveUp, last), a.secrets)
+}
+
+// classify says whether a failed query is worth another try and why it
+// failed.
+func classify(err error, status int) (retry bool, why error) {
+	var apiErr *v1.Error
+	if !errors.As(err, &apiErr) {
+		// No HTTP answer (refused, reset, DNS, TLS, timeout): the network.
+		return true, err
+	}
+	// Prometheus's own errors carry a type and a message; anything else
+	// (a proxy's 502, a 404 for a wrong path) only a status and a body.
+	why = fmt.Errorf("%s: %s", apiErr.Type, apiErr.Msg)
+	if apiErr.Type == v1.ErrServer || apiErr.Type == v1.ErrClient || apiErr.Type == v1.ErrBadResponse {
+		msg := fmt.Sprintf("Prometheus answered %d %s", status, http.StatusText(status))
+		if status == 0 {
+			msg = "Prometheus answered " + apiErr.Msg
+		}
+		if detail := oneLine(apiErr.Detail, 200); detail != "" {
+			msg += ": " + detail
+		}
+		why = errors.New(msg)
+	}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return false, fmt.Errorf("%w; check the token, username/password and headers: %w", why, ErrUnauthorized)
+	case status == http.StatusTooManyRequests || status >= 500:
+		return true, why
+	case apiErr.Type == v1.ErrBadData:
+		return false, fmt.Errorf("Prometheus rejected it: %s: %w", apiErr.Msg, ErrQuery)
+	case apiErr.Type == v1.ErrServer || apiErr.Type == v1.ErrTimeout || apiErr.Type == v1.ErrCanceled:
+		return true, why
+	}
+	return false, why
+}
+
+// single extracts the one value a check needs.
+func single(val model.Value, q string) (float64, error) {
+	var v float64
+	switch val := val.(type) {
+	case model.Vector:
+		switch len(val) {
+		case 0:
+			return 0, fmt.Errorf("the query returned no series: %w", ErrNoData)
+		case 1:
+			v = float64(val[0].Value)
+		default:
+			return 0, fmt.Errorf("query %s returned %d series where one value is expected; aggregate it, e.g. sum(...): %w", q, len(val), ErrQuery)
+		}
+	case nil:
+		return 0, fmt.Errorf("query %s returned no result: %w", q, ErrNoData)
+	default:
+		return 0, fmt.Errorf("query %s returned a %s where one instant-vector value is expected; aggregate it, e.g. sum(...) or vector(...): %w", q, val.Type(), ErrQuery)
+	}
+	switch {
+	case math.IsNaN(v):
+		return 0, fmt.Errorf("the query returned NaN (no requests in the window?): %w", ErrNoData)
+	case math.IsInf(v, 0):
+		return 0, fmt.Errorf("the query returned %v (a division by zero?): %w", v, ErrNoData)
+	}
+	return v, nil
+}
+
+// oneLine shortens a response body for an error message.
+func oneLine(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}
