@@ -1,0 +1,324 @@
+// Package meshsim is a small in-process HTTP data plane that behaves like an Istio mesh for
+// meshroll's tests, benchmark and demo, where no Envoy can run. It watches one VirtualService
+// through the API server and routes each request by the object as it is now (first matching
+// HTTP route, destination drawn by weight, subset → version), serves it from an in-process
+// backend whose error rate and latency the test sets, and exports Istio's standard request
+// metrics for a real Prometheus to scrape.
+//
+// What it leaves out: DestinationRules (a subset is known when Options.Versions names it),
+// destination hosts other than the VirtualService's own (only the subset counts), retries,
+// timeouts, fault injection, mirroring, redirects, delegation and the VirtualService's
+// top-level gateways.
+package meshsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/tools/cache"
+)
+
+// SubsetHeader is set on every response the front serves from a backend: the subset (version)
+// that answered.
+const SubsetHeader = "X-Meshsim-Subset"
+
+// Version is one deployed version of the service: a DestinationRule subset and the workload
+// (Deployment) behind it.
+type Version struct {
+	Subset   string // DestinationRule subset name, e.g. "v1"; also its pods' version label
+	Workload string // destination_workload label, e.g. "reviews-v1"
+}
+
+// Options say which VirtualService to follow and which versions exist.
+type Options struct {
+	Istio          istioclient.Interface
+	Namespace      string // of the VirtualService and the workloads
+	VirtualService string // name; its hosts[0] is the service
+	Versions       []Version
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Istio == nil {
+		errs = append(errs, errors.New("Istio client is nil"))
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("Namespace is empty"))
+	}
+	if o.VirtualService == "" {
+		errs = append(errs, errors.New("VirtualService is empty"))
+	}
+	if len(o.Versions) == 0 {
+		errs = append(errs, errors.New("no Versions"))
+	}
+	seen := map[string]bool{}
+	for i, v := range o.Versions {
+		switch {
+		case v.Subset == "" || v.Workload == "":
+			errs = append(errs, fmt.Errorf("Versions[%d] needs both Subset and Workload", i))
+		case seen[v.Subset]:
+			errs = append(errs, fmt.Errorf("Versions[%d]: subset %q given twice", i, v.Subset))
+		}
+		seen[v.Subset] = true
+	}
+	return errors.Join(errs...)
+}
+
+// Mesh is a running data plane. Its methods are safe for concurrent use.
+type Mesh struct {
+	opts     Options
+	versions map[string]*backend // by subset; fixed after Start
+	ordered  []*backend          // Options.Versions order, for requests without a subset
+	table    atomic.Pointer[routeTable]
+	metrics  *metrics
+
+	front, metricsSrv *http.Server
+	frontURL, metAddr string
+
+	factory  istioinformers.SharedInformerFactory
+	stop     chan struct{}
+	served   sync.WaitGroup
+	close    sync.Once
+	closeErr error
+}
+
+// backend is one version's in-process application.
+type backend struct {
+	version   Version
+	behaviour atomic.Pointer[behaviour]
+	requests  atomic.Int64
+}
+
+type behaviour struct {
+	errorRate float64
+	latency   time.Duration
+}
+
+// Start begins watching the VirtualService and serving the front and the metrics, each on a
+// free port of 127.0.0.1. It returns once the first state of the VirtualService is in effect;
+// a VirtualService that does not exist (yet) spreads requests evenly across the versions, as
+// the Kubernetes Service alone would. ctx bounds the start-up; the mesh runs until Close.
+func Start(ctx context.Context, o Options) (*Mesh, error) {
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("failed to start mesh: %w", err)
+	}
+	m := &Mesh{
+		opts:     o,
+		versions: make(map[string]*backend, len(o.Versions)),
+		metrics:  newMetrics(),
+		stop:     make(chan struct{}),
+	}
+	for _, v := range o.Versions {
+		b := &backend{version: v}
+		b.behaviour.Store(&behaviour{})
+		m.versions[v.Subset] = b
+		m.ordered = append(m.ordered, b)
+	}
+	m.table.Store(compile(nil, o.Namespace, o.VirtualService))
+
+	if err := m.watch(ctx); err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("failed to listen for the mesh front: %w", err), m.Close())
+	}
+	met, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("failed to listen for mesh metrics: %w", err), front.Close(), m.Close())
+	}
+	m.frontURL, m.metAddr = "http://"+front.Addr().String(), met.Addr().String()
+	m.front = &http.Server{Handler: http.HandlerFunc(m.serveFront), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.metrics.registry, promhttp.HandlerOpts{}))
+	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.serve(m.front, front)
+	m.serve(m.metricsSrv, met)
+	return m, nil
+}
+
+func (m *Mesh) serve(srv *http.Server, l net.Listener) {
+	m.served.Add(1)
+	go func() {
+		defer m.served.Done()
+		_ = srv.Serve(l) // ErrServerClosed after Close
+	}()
+}
+
+// watch starts an informer on the one VirtualService and waits until its handler has seen the
+// initial list, so routing follows the object from the moment Start returns.
+func (m *Mesh) watch(ctx context.Context) error {
+	m.factory = istioinformers.NewSharedInformerFactoryWithOptions(m.opts.Istio, 0,
+		istioinformers.WithNamespace(m.opts.Namespace),
+		istioinformers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.opts.VirtualService).String()
+		}),
+	)
+	informer := m.factory.Networking().V1().VirtualServices().Informer()
+	update := func(obj any) {
+		if vs, ok := obj.(*networkingv1.VirtualService); ok && vs.Name == m.opts.VirtualService {
+			m.table.Store(compile(vs, m.opts.Namespace, m.opts.VirtualService))
+		}
+	}
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    update,
+		UpdateFunc: func(_, obj any) { update(obj) },
+		DeleteFunc: func(any) { m.table.Store(compile(nil, m.opts.Namespace, m.opts.VirtualService)) },
+	})
+	if err != nil {
+		return fmt.Errorf("failed to watch virtualservice %s/%s: %w", m.opts.Namespace, m.opts.VirtualService, err)
+	}
+	m.factory.Start(m.stop)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+		return fmt.Errorf("failed to sync virtualservice %s/%s: %w", m.opts.Namespace, m.opts.VirtualService, context.Cause(ctx))
+	}
+	return nil
+}
+
+// Close stops serving and watching. It is safe to call more than once.
+func (m *Mesh) Close() error {
+	m.close.Do(func() {
+		var errs []error
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, srv := range []*http.Server{m.front, m.metricsSrv} {
+			if srv == nil {
+				continue
+			}
+			// Requests in flight get a moment to finish their latency; then they are cut.
+			if err := srv.Shutdown(ctx); err != nil {
+				errs = append(errs, srv.Close())
+			}
+		}
+		close(m.stop)
+		if m.factory != nil {
+			m.factory.Shutdown()
+		}
+		m.served.Wait()
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+// FrontURL is where requests go; they are routed as the client's sidecar would route them.
+func (m *Mesh) FrontURL() string { return m.frontURL }
+
+// MetricsAddr is the host:port that serves /metrics for Prometheus.
+func (m *Mesh) MetricsAddr() string { return m.metAddr }
+
+// SetBehaviour sets how a version's backend answers from now on: errorRate (0..1) of its
+// responses are 503s, and every response waits latency first. It panics on a subset that is
+// not among Options.Versions, which is a mistake in the calling test.
+func (m *Mesh) SetBehaviour(subset string, errorRate float64, latency time.Duration) {
+	b, ok := m.versions[subset]
+	if !ok {
+		panic(fmt.Sprintf("meshsim: SetBehaviour of subset %q, which is not among the mesh's versions", subset))
+	}
+	b.behaviour.Store(&behaviour{errorRate: min(max(errorRate, 0), 1), latency: max(latency, 0)})
+}
+
+// Requests is how many requests the version's backend has answered (successes and errors).
+func (m *Mesh) Requests(subset string) int64 {
+	if b, ok := m.versions[subset]; ok {
+		return b.requests.Load()
+	}
+	return 0
+}
+
+// Weights are the weights per subset that the data plane applies right now to a request that
+// matches no header rule (GET / with no headers): those of the route such a request selects,
+// with a single destination without weight, or all-zero weights, as 100 to the first
+// destination. The key "" is a destination without subset (spread over all versions). Empty
+// when no route would take the request.
+func (m *Mesh) Weights() map[string]int {
+	t := m.table.Load()
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.Host = t.service.name
+	if rt := t.selectRoute(r); rt != nil {
+		return rt.weights()
+	}
+	return map[string]int{}
+}
+
+func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	t := m.table.Load()
+	src := sample{reporter: reporterSource, namespace: m.opts.Namespace, service: t.service}
+
+	var b *backend
+	rt := t.selectRoute(r)
+	if rt != nil {
+		if d, ok := rt.pick(); ok {
+			if d.subset == "" {
+				b = m.ordered[rand.IntN(len(m.ordered))]
+			} else {
+				b = m.versions[d.subset]
+			}
+		}
+	}
+	if b == nil {
+		// Envoy answers a request without a route with 404 and one whose cluster (subset) does
+		// not exist with 503, both flagged NR; no workload sees it, so only the source reports.
+		src.code = http.StatusServiceUnavailable
+		if rt == nil {
+			src.code = http.StatusNotFound
+		}
+		src.flags = "NR"
+		src.elapsed = time.Since(start)
+		m.metrics.record(src)
+		http.Error(w, "no route", src.code)
+		return
+	}
+
+	dst := src
+	dst.reporter, dst.version = reporterDestination, &b.version
+	dst.code, dst.flags, dst.elapsed = b.serve(r.Context())
+	src.version, src.code, src.flags = &b.version, dst.code, dst.flags
+	m.metrics.record(dst)
+	src.elapsed = time.Since(start)
+	m.metrics.record(src)
+	if dst.code == 0 {
+		return // the client went away
+	}
+	w.Header().Set(SubsetHeader, b.version.Subset)
+	w.WriteHeader(dst.code)
+	_, _ = io.WriteString(w, b.version.Workload+"\n")
+}
+
+// serve plays the application: wait the latency, then answer 200 or, at the error rate, 503.
+// A client that goes away during the wait is Envoy's "DC" with response code 0.
+func (b *backend) serve(ctx context.Context) (code int, flags string, elapsed time.Duration) {
+	start := time.Now()
+	bh := b.behaviour.Load()
+	if bh.latency > 0 {
+		t := time.NewTimer(bh.latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return 0, "DC", time.Since(start)
+		}
+	}
+	b.requests.Add(1)
+	code = http.StatusOK
+	if bh.errorRate > 0 && rand.Float64() < bh.errorRate {
+		code = http.StatusServiceUnavailable
+	}
+	return code, "-", time.Since(start)
+}
