@@ -1,0 +1,894 @@
+package main
+
+// Packaging tests: the GitHub Action, the Dockerfile, the CI examples and the README's inputs
+// table against the code. No network and no Docker engine: the Dockerfile's go build line is
+// run as it stands and its binary inspected instead.
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshroll/meshroll/internal/config"
+)
+
+// actionFile is the part of action.yml meshroll uses. Parsed strictly: an unknown key (a typo
+// such as `defualt`) or a duplicate one fails the test instead of being ignored.
+type actionFile struct {
+	Name        string                  `json:"name"`
+	Description string                  `json:"description"`
+	Author      string                  `json:"author"`
+	Branding    map[string]string       `json:"branding"`
+	Inputs      map[string]actionInput  `json:"inputs"`
+	Outputs     map[string]actionOutput `json:"outputs"`
+	Runs        struct {
+		Using string            `json:"using"`
+		Image string            `json:"image"`
+		Env   map[string]string `json:"env"`
+	} `json:"runs"`
+}
+
+type actionInput struct {
+	Description string  `json:"description"`
+	Required    bool    `json:"required"`
+	Default     *string `json:"default"`
+}
+
+type actionOutput struct {
+	Description string `json:"description"`
+}
+
+func readAction(t *testing.T) actionFile {
+	t.Helper()
+	raw, err := os.ReadFile("action.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a actionFile
+	if err := yaml.UnmarshalStrict(raw, &a); err != nil {
+		t.Fatalf("action.yml: %v", err)
+	}
+	return a
+}
+
+// inputName is the action input of a MESHROLL_* variable: MESHROLL_VIRTUAL_SERVICE → virtual-service.
+func inputName(variable string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(variable, "MESHROLL_"), "_", "-"))
+}
+
+func inputRef(name string) string { return "${{ inputs." + name + " }}" }
+
+// minimalEnv is the smallest valid input: the three required variables.
+func minimalEnv() map[string]string {
+	return map[string]string{
+		"MESHROLL_VIRTUAL_SERVICE": "reviews",
+		"MESHROLL_STABLE_SUBSET":   "v1",
+		"MESHROLL_CANARY_SUBSET":   "v2",
+	}
+}
+
+func environ(vars map[string]string) []string {
+	var list []string
+	for k, v := range vars {
+		list = append(list, k+"="+v)
+	}
+	slices.Sort(list)
+	return list
+}
+
+// githubEnv is the container environment GitHub gives the action for a step with these
+// `with:` values: every runs.env entry, its input taken from with or else its default.
+func githubEnv(t *testing.T, a actionFile, with map[string]string) map[string]string {
+	t.Helper()
+	for name := range with {
+		if _, ok := a.Inputs[name]; !ok {
+			t.Errorf("with: %s is not an input of action.yml", name)
+		}
+	}
+	env := map[string]string{}
+	for variable, value := range a.Runs.Env {
+		name := strings.TrimSuffix(strings.TrimPrefix(value, "${{ inputs."), " }}")
+		in, ok := a.Inputs[name]
+		if !ok || value != inputRef(name) {
+			t.Fatalf("runs.env %s: %q is not an input reference", variable, value)
+		}
+		switch v, set := with[name]; {
+		case set:
+			env[variable] = v
+		case in.Default != nil:
+			env[variable] = *in.Default
+		default:
+			env[variable] = ""
+		}
+	}
+	return env
+}
+
+func TestActionInputsMatchConfig(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	variables := config.Variables()
+
+	inputOf := map[string]string{} // variable → input
+	for variable, value := range a.Runs.Env {
+		if !slices.Contains(variables, variable) {
+			t.Errorf("runs.env %s: not a variable of config.Variables()", variable)
+		}
+		want := inputName(variable)
+		if value != inputRef(want) {
+			t.Errorf("runs.env %s: %q, want %q", variable, value, inputRef(want))
+		}
+		inputOf[variable] = want
+	}
+	for _, variable := range variables {
+		name, ok := inputOf[variable]
+		if !ok {
+			t.Errorf("%s has no input: add input %q to action.yml and `%s: %s` to runs.env", variable, inputName(variable), variable, inputRef(inputName(variable)))
+			continue
+		}
+		if _, ok := a.Inputs[name]; !ok {
+			t.Errorf("runs.env %s refers to input %q, which action.yml does not declare", variable, name)
+		}
+	}
+	for name, in := range a.Inputs {
+		variable := "MESHROLL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if inputOf[variable] != name {
+			t.Errorf("input %q is not passed to meshroll: runs.env needs `%s: %s` (and %s must be in config.Variables())", name, variable, inputRef(name), variable)
+		}
+		if in.Description == "" {
+			t.Errorf("input %q has no description", name)
+		}
+		if in.Required {
+			t.Errorf("input %q: required: true; meshroll checks its own required inputs (exit 2), keep required: false", name)
+		}
+		if in.Default == nil {
+			t.Errorf("input %q has no default; give meshroll's own default, or '' for none", name)
+		}
+	}
+}
+
+// An input's default must mean what meshroll does without it, so that the action and
+// `docker run` behave the same.
+func TestActionDefaultsAreMeshrollDefaults(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	want, err := config.Load(environ(minimalEnv()))
+	if err != nil {
+		t.Fatalf("minimal environment: %v", err)
+	}
+	for _, variable := range config.Variables() {
+		in, ok := a.Inputs[inputName(variable)]
+		if !ok || in.Default == nil || *in.Default == "" {
+			continue
+		}
+		vars := minimalEnv()
+		vars[variable] = *in.Default
+		got, err := config.Load(environ(vars))
+		if err != nil {
+			t.Errorf("default of input %q (%s=%s) is rejected by meshroll: %v", inputName(variable), variable, *in.Default, err)
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("default of input %q (%s=%s) is not meshroll's default (-meshroll +action):\n%s", inputName(variable), variable, *in.Default, diff)
+		}
+	}
+}
+
+// All defaults arrive together, whatever the mode: a default that is only valid in one mode
+// (MESHROLL_STEPS outside progress) would break the others.
+func TestActionDefaultsWorkInEveryMode(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	for _, mode := range []string{"phase", "progress", "promote", "rollback", "status"} {
+		with := map[string]string{"mode": mode, "virtual-service": "reviews", "stable-subset": "v1", "canary-subset": "v2"}
+		if mode == "phase" {
+			with["weight"] = "20"
+		}
+		plain := map[string]string{}
+		for name, v := range with {
+			plain["MESHROLL_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))] = v
+		}
+		want, err := config.Load(environ(plain))
+		if err != nil {
+			t.Fatalf("mode %s without the action: %v", mode, err)
+		}
+		got, err := config.Load(environ(githubEnv(t, a, with)))
+		if err != nil {
+			t.Errorf("mode %s through the action's defaults is rejected: %v", mode, err)
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("mode %s: the action's defaults change the configuration (-meshroll +action):\n%s", mode, diff)
+		}
+	}
+}
+
+// The inputs meshroll itself requires say so first in their description, and only they.
+func TestActionRequiredInputsSayRequired(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	for _, variable := range config.Variables() {
+		name := inputName(variable)
+		in, ok := a.Inputs[name]
+		if !ok {
+			continue // reported by TestActionInputsMatchConfig
+		}
+		vars := minimalEnv()
+		delete(vars, variable)
+		_, err := config.Load(environ(vars))
+		required := err != nil
+		if says := strings.HasPrefix(in.Description, "Required."); says != required {
+			t.Errorf("input %q: description starts with \"Required.\": %v, but meshroll requires it: %v (%v)", name, says, required, err)
+		}
+	}
+}
+
+func TestActionOutputs(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	// The GitHub reporter writes exactly these to $GITHUB_OUTPUT; its own test checks the writing.
+	want := []string{"canary_weight", "duration_seconds", "failed_check", "reason", "result", "stable_weight", "steps_completed"}
+	var got []string
+	for name, out := range a.Outputs {
+		got = append(got, name)
+		if out.Description == "" {
+			t.Errorf("output %q has no description", name)
+		}
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("action.yml outputs (-want +got):\n%s", diff)
+	}
+}
+
+func TestActionMetadata(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	if a.Name == "" || a.Description == "" {
+		t.Errorf("action.yml needs a name and a description")
+	}
+	if a.Author != "meshroll" {
+		t.Errorf("author = %q, want meshroll", a.Author)
+	}
+	if a.Branding["icon"] == "" || a.Branding["color"] == "" {
+		t.Errorf("branding needs an icon and a color, got %v", a.Branding)
+	}
+	if a.Runs.Using != "docker" || a.Runs.Image != "Dockerfile" {
+		t.Errorf("runs: using %q, image %q; want docker, Dockerfile", a.Runs.Using, a.Runs.Image)
+	}
+}
+
+// readmeInputs returns the rows of the table in README.md's "## Inputs" section as
+// variable → action input cell.
+func readmeInputs(t *testing.T) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Inputs\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Inputs" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	cells := func(line string) []string {
+		parts := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		for i, p := range parts {
+			parts[i] = strings.Trim(strings.TrimSpace(p), "`")
+		}
+		return parts
+	}
+	rows := map[string]string{}
+	column := -1
+	for line := range strings.Lines(section) {
+		if !strings.HasPrefix(line, "|") {
+			if column >= 0 {
+				break // end of the table
+			}
+			continue
+		}
+		c := cells(line)
+		if column < 0 {
+			column = slices.Index(c, "action input")
+			if c[0] != "variable" || column < 0 {
+				t.Fatalf("README.md Inputs table header %v: want a first column \"variable\" and a column \"action input\"", c)
+			}
+			continue
+		}
+		if strings.Trim(c[0], "-") == "" {
+			continue // the |---| line
+		}
+		if len(c) <= column {
+			t.Fatalf("README.md Inputs table row %q has no action input cell", line)
+		}
+		if _, dup := rows[c[0]]; dup {
+			t.Errorf("README.md Inputs table lists %s twice", c[0])
+		}
+		rows[c[0]] = c[column]
+	}
+	return rows
+}
+
+func TestReadmeInputsTable(t *testing.T) {
+	t.Parallel()
+	rows := readmeInputs(t)
+	a := readAction(t)
+
+	want := append(config.Variables(), "KUBECONFIG")
+	slices.Sort(want)
+	var got []string
+	for v := range rows {
+		got = append(got, v)
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("README.md Inputs table variables (-config.Variables()+KUBECONFIG +README):\n%s", diff)
+	}
+	for variable, cell := range rows {
+		if variable == "KUBECONFIG" {
+			if cell != "—" {
+				t.Errorf("README.md: KUBECONFIG has no action input, its cell should be —, got %q", cell)
+			}
+			continue
+		}
+		if cell != inputName(variable) {
+			t.Errorf("README.md: %s's action input is %q, want %q", variable, cell, inputName(variable))
+		}
+		if a.Runs.Env[variable] != inputRef(cell) {
+			t.Errorf("README.md: %s's action input %q is not what action.yml maps to it (%q)", variable, cell, a.Runs.Env[variable])
+		}
+	}
+}
+
+// dockerStage is one FROM … section of the Dockerfile.
+type dockerStage struct {
+	base, name   string
+	instructions []dockerInstruction
+}
+
+type dockerInstruction struct {
+	cmd  string // upper case: RUN, COPY, USER, …
+	args string
+	line int
+}
+
+// lastArgs returns the arguments of the stage's last instruction cmd, and whether it has one.
+func (s dockerStage) lastArgs(cmd string) (string, bool) {
+	for _, in := range slices.Backward(s.instructions) {
+		if in.cmd == cmd {
+			return in.args, true
+		}
+	}
+	return "", false
+}
+
+// parseDockerfile splits a Dockerfile into stages, joining continuation lines and dropping
+// comments (also inside continuations, as Docker does).
+func parseDockerfile(t *testing.T, path string) []dockerStage {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var stages []dockerStage
+	var pending strings.Builder
+	start, n := 0, 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "#") || (line == "" && pending.Len() == 0) {
+			continue
+		}
+		if pending.Len() == 0 {
+			start = n
+		}
+		if body, ok := strings.CutSuffix(line, `\`); ok {
+			pending.WriteString(body + " ")
+			continue
+		}
+		pending.WriteString(line)
+		text := strings.TrimSpace(pending.String())
+		pending.Reset()
+		if text == "" {
+			continue
+		}
+		cmd, args, _ := strings.Cut(text, " ")
+		in := dockerInstruction{cmd: strings.ToUpper(cmd), args: strings.TrimSpace(args), line: start}
+		if in.cmd == "FROM" {
+			var words []string
+			for _, w := range strings.Fields(in.args) {
+				if !strings.HasPrefix(w, "--") { // --platform=…
+					words = append(words, w)
+				}
+			}
+			if len(words) == 0 {
+				t.Fatalf("%s:%d: FROM without an image", path, start)
+			}
+			s := dockerStage{base: words[0]}
+			if len(words) == 3 && strings.EqualFold(words[1], "AS") {
+				s.name = words[2]
+			}
+			stages = append(stages, s)
+			continue
+		}
+		if len(stages) == 0 {
+			if in.cmd == "ARG" {
+				continue // global build arguments
+			}
+			t.Fatalf("%s:%d: %s before the first FROM", path, start, in.cmd)
+		}
+		stages[len(stages)-1].instructions = append(stages[len(stages)-1].instructions, in)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if pending.Len() > 0 {
+		t.Fatalf("%s: ends in a continuation line", path)
+	}
+	return stages
+}
+
+func stageNamed(t *testing.T, stages []dockerStage, name string) dockerStage {
+	t.Helper()
+	for _, s := range stages {
+		if s.name == name {
+			return s
+		}
+	}
+	t.Fatalf("Dockerfile has no stage %q", name)
+	return dockerStage{}
+}
+
+// shellWords splits a shell command the way sh would for the simple commands a Dockerfile RUN
+// line should hold: words, single and double quotes, $NAME and ${NAME} from vars. Anything
+// more (;, &&, |, redirections, command substitution) is refused, so that the test runs
+// exactly what Docker would.
+func shellWords(s string, vars map[string]string) ([]string, error) {
+	var words []string
+	var word strings.Builder
+	inWord := false
+	expand := func(i int) (int, error) { // s[i] == '$'
+		rest := s[i+1:]
+		var name string
+		if strings.HasPrefix(rest, "{") {
+			end := strings.IndexByte(rest, '}')
+			if end < 0 {
+				return 0, fmt.Errorf("unterminated ${ in %q", s)
+			}
+			name = rest[1:end]
+			i += end + 2
+		} else {
+			m := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*`).FindString(rest)
+			if m == "" {
+				return 0, fmt.Errorf("unsupported $ in %q", s)
+			}
+			name = m
+			i += len(m) + 1
+		}
+		v, ok := vars[name]
+		if !ok {
+			return 0, fmt.Errorf("$%s is not declared with ARG in the build stage (Docker would substitute an empty string)", name)
+		}
+		word.WriteString(v)
+		return i, nil
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, word.String())
+				word.Reset()
+				inWord = false
+			}
+			i++
+		case c == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated ' in %q", s)
+			}
+			word.WriteString(s[i+1 : i+1+end])
+			inWord = true
+			i += end + 2
+		case c == '"':
+			inWord = true
+			i++
+			for {
+				if i >= len(s) {
+					return nil, fmt.Errorf("unterminated \" in %q", s)
+				}
+				if s[i] == '"' {
+					i++
+					break
+				}
+				switch s[i] {
+				case '\\':
+					if i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+						word.WriteByte(s[i+1])
+						i += 2
+					} else {
+						word.WriteByte('\\')
+						i++
+					}
+				case '$':
+					var err error
+					if i, err = expand(i); err != nil {
+						return nil, err
+					}
+				case '`':
+					return nil, fmt.Errorf("command substitution in %q", s)
+				default:
+					word.WriteByte(s[i])
+					i++
+				}
+			}
+		case c == '$':
+			inWord = true
+			var err error
+			if i, err = expand(i); err != nil {
+				return nil, err
+			}
+		case strings.IndexByte(";&|<>()`\\*?[#~", c) >= 0:
+			return nil, fmt.Errorf("%q holds %q: keep the go build command alone and simple on its RUN line", s, c)
+		default:
+			word.WriteByte(c)
+			inWord = true
+			i++
+		}
+	}
+	if inWord {
+		words = append(words, word.String())
+	}
+	return words, nil
+}
+
+var assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+
+// goBuild is the build stage's go build command, with VERSION given as with --build-arg.
+type goBuild struct {
+	env    []string // leading NAME=value assignments
+	args   []string // go build … (the go command's arguments)
+	output string   // the -o path, as in the Dockerfile
+	outIdx int      // index in args of the -o value
+	line   int
+}
+
+func dockerfileGoBuild(t *testing.T, build dockerStage, version string) goBuild {
+	t.Helper()
+	vars := map[string]string{}
+	for _, in := range build.instructions {
+		switch in.cmd {
+		case "ARG":
+			name, value, _ := strings.Cut(in.args, "=")
+			vars[name] = strings.Trim(value, `"`)
+			if name == "VERSION" {
+				vars[name] = version
+			}
+		case "RUN":
+			if !strings.Contains(in.args, "go build") {
+				continue
+			}
+			if _, ok := vars["VERSION"]; !ok {
+				t.Fatalf("Dockerfile:%d: go build before `ARG VERSION=dev` in the build stage", in.line)
+			}
+			words, err := shellWords(in.args, vars)
+			if err != nil {
+				t.Fatalf("Dockerfile:%d: %v", in.line, err)
+			}
+			b := goBuild{line: in.line}
+			for len(words) > 0 && assignment.MatchString(words[0]) {
+				b.env = append(b.env, words[0])
+				words = words[1:]
+			}
+			if len(words) < 2 || words[0] != "go" || words[1] != "build" {
+				t.Fatalf("Dockerfile:%d: want `[NAME=value …] go build …`, got %q", in.line, words)
+			}
+			b.args = words[1:]
+			for i, w := range b.args {
+				if w == "-o" && i+1 < len(b.args) {
+					b.output, b.outIdx = b.args[i+1], i+1
+				}
+			}
+			if b.output == "" {
+				t.Fatalf("Dockerfile:%d: go build without -o <path>", in.line)
+			}
+			return b
+		}
+	}
+	t.Fatal("Dockerfile: the build stage has no RUN … go build line")
+	return goBuild{}
+}
+
+func TestDockerfileStages(t *testing.T) {
+	t.Parallel()
+	stages := parseDockerfile(t, "Dockerfile")
+	if len(stages) == 0 {
+		t.Fatal("Dockerfile has no stage")
+	}
+	for _, s := range stages {
+		// Docker Hub short names only: a registry host does not belong in this repository.
+		if first, _, ok := strings.Cut(s.base, "/"); ok && strings.ContainsAny(first, ".:") {
+			t.Errorf("stage %q: FROM %s names a registry host; use the Docker Hub short name", s.name, s.base)
+		}
+	}
+
+	build := stageNamed(t, stages, "build")
+	// The image's Go must be the one go.mod asks for (go 1.26.x → golang:1.26-…).
+	goMod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(goMod)
+	if goLine == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	if want := "golang:" + string(goLine[1]) + "-"; !strings.HasPrefix(build.base, want) {
+		t.Errorf("build stage FROM %s, want %s… (go.mod says go %s)", build.base, want, goLine[1])
+	}
+	binary := dockerfileGoBuild(t, build, "dev").output
+
+	last := stages[len(stages)-1]
+	if last.base != "scratch" || last.name != "runtime" {
+		t.Errorf("last stage (the default target, built by the GitHub Action) is FROM %s AS %s, want FROM scratch AS runtime", last.base, last.name)
+	}
+	if user, ok := last.lastArgs("USER"); ok {
+		t.Errorf("runtime stage has USER %s; GitHub runs container actions as root and meshroll must write $GITHUB_OUTPUT", user)
+	}
+
+	nonroot := stageNamed(t, stages, "nonroot")
+	if nonroot.base != "scratch" {
+		t.Errorf("nonroot stage FROM %s, want scratch", nonroot.base)
+	}
+	if user, _ := nonroot.lastArgs("USER"); user != "65532:65532" {
+		t.Errorf("nonroot stage USER %q, want 65532:65532", user)
+	}
+
+	shell := stageNamed(t, stages, "shell")
+	image, _, _ := strings.Cut(shell.base, ":")
+	if !slices.Contains([]string{"busybox", "alpine", "debian", "ubuntu"}, image) {
+		t.Errorf("shell stage FROM %s: want an image that provides sh and cat (busybox, alpine, debian, ubuntu)", shell.base)
+	}
+	if user, ok := shell.lastArgs("USER"); ok && user != "root" && user != "0" {
+		t.Errorf("shell stage USER %s, want root (the default)", user)
+	}
+	if ep, _ := shell.lastArgs("ENTRYPOINT"); ep != "[]" {
+		t.Errorf("shell stage ENTRYPOINT %q, want [] so that GitLab can run the job script", ep)
+	}
+	if c, _ := shell.lastArgs("CMD"); c != `["meshroll"]` {
+		t.Errorf("shell stage CMD %q, want [\"meshroll\"]", c)
+	}
+
+	for stage, dest := range map[string]string{"runtime": "/meshroll", "nonroot": "/meshroll", "shell": "/usr/local/bin/meshroll"} {
+		s := stageNamed(t, stages, stage)
+		var copies []string
+		for _, in := range s.instructions {
+			if in.cmd == "COPY" {
+				copies = append(copies, in.args)
+			}
+		}
+		for _, want := range []string{
+			"--from=build " + binary + " " + dest,
+			"--from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt",
+		} {
+			if !slices.Contains(copies, want) {
+				t.Errorf("%s stage: no COPY %s (has %q)", stage, want, copies)
+			}
+		}
+		if stage != "shell" {
+			if ep, _ := s.lastArgs("ENTRYPOINT"); ep != `["`+dest+`"]` {
+				t.Errorf("%s stage ENTRYPOINT %q, want [%q]", stage, ep, dest)
+			}
+		}
+	}
+
+	for _, label := range []string{"title", "description", "source", "version"} {
+		if l, _ := last.lastArgs("LABEL"); !strings.Contains(l, "org.opencontainers.image."+label+"=") {
+			t.Errorf("runtime stage has no label org.opencontainers.image.%s", label)
+		}
+	}
+}
+
+// The build context must hold what go build reads.
+func TestDockerignore(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(".dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		pattern := strings.TrimSuffix(strings.TrimSpace(line), "/")
+		if pattern == "" || strings.HasPrefix(pattern, "#") || strings.HasPrefix(pattern, "!") {
+			continue
+		}
+		for _, needed := range []string{"go.mod", "go.sum", "main.go", "internal", "internal/app/app.go"} {
+			if ok, _ := filepath.Match(pattern, needed); ok {
+				t.Errorf(".dockerignore %q excludes %s, which the image build needs", pattern, needed)
+			}
+		}
+	}
+}
+
+// Runs the Dockerfile's go build as it stands and checks the binary a scratch image gets.
+func TestDockerfileBuildsStaticVersionedBinary(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the image's binary is an ELF for Linux; build and inspect it on Linux")
+	}
+	if testing.Short() {
+		t.Skip("builds meshroll; skipped with -short")
+	}
+	const version = "test-1.2.3"
+	b := dockerfileGoBuild(t, stageNamed(t, parseDockerfile(t, "Dockerfile"), "build"), version)
+
+	bin := filepath.Join(t.TempDir(), "meshroll")
+	args := slices.Clone(b.args)
+	args[b.outIdx] = bin
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), b.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("Dockerfile:%d: %s go %s: %v\n%s", b.line, strings.Join(b.env, " "), strings.Join(args, " "), err, out)
+	}
+
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("the binary has a PT_INTERP program header: it is dynamically linked and will not start in a scratch image (build with CGO_ENABLED=0)")
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err != nil || len(libs) > 0 {
+		t.Errorf("the binary needs shared libraries %v (%v); a scratch image has none", libs, err)
+	}
+	for _, name := range []string{".symtab", ".debug_info", ".zdebug_info"} {
+		if f.Section(name) != nil {
+			t.Errorf("the binary has a %s section: -ldflags \"-s -w\" should strip it", name)
+		}
+	}
+
+	run := exec.CommandContext(ctx, bin)
+	run.Env = []string{"MESHROLL_MODE=version"}
+	out, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("MESHROLL_MODE=version meshroll: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != version {
+		t.Errorf("MESHROLL_MODE=version printed %q, want %q (the VERSION build argument)", got, version)
+	}
+}
+
+// The examples are meant to run as written: the variables they give must be valid input.
+func TestExamplesGiveValidInput(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+
+	t.Run("github", func(t *testing.T) {
+		t.Parallel()
+		raw, err := os.ReadFile("examples/github/workflow.yml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wf struct {
+			Jobs map[string]struct {
+				Steps []struct {
+					ID   string         `json:"id"`
+					Uses string         `json:"uses"`
+					With map[string]any `json:"with"`
+				} `json:"steps"`
+			} `json:"jobs"`
+		}
+		if err := yaml.Unmarshal(raw, &wf); err != nil {
+			t.Fatalf("workflow.yml: %v", err)
+		}
+		ids := map[string]bool{}
+		uses := 0
+		for _, job := range wf.Jobs {
+			for _, step := range job.Steps {
+				if !strings.HasPrefix(step.Uses, "meshroll/meshroll@") {
+					continue
+				}
+				uses++
+				ids[step.ID] = true
+				with := map[string]string{}
+				for k, v := range step.With {
+					with[k] = fmt.Sprint(v)
+				}
+				if _, err := config.Load(environ(githubEnv(t, a, with))); err != nil {
+					t.Errorf("step %q: meshroll rejects its inputs: %v", step.ID, err)
+				}
+			}
+		}
+		if uses == 0 {
+			t.Error("no step uses meshroll/meshroll")
+		}
+		for _, m := range regexp.MustCompile(`steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)`).FindAllStringSubmatch(string(raw), -1) {
+			if !ids[m[1]] {
+				t.Errorf("%s: no meshroll step has id %q", m[0], m[1])
+			}
+			if _, ok := a.Outputs[m[2]]; !ok {
+				t.Errorf("%s: the action has no output %q", m[0], m[2])
+			}
+		}
+	})
+
+	t.Run("gitlab", func(t *testing.T) {
+		t.Parallel()
+		raw, err := os.ReadFile("examples/gitlab/.gitlab-ci.yml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jobs map[string]any
+		if err := yaml.Unmarshal(raw, &jobs); err != nil {
+			t.Fatalf(".gitlab-ci.yml: %v", err)
+		}
+		runs := 0
+		for name, j := range jobs {
+			job, ok := j.(map[string]any)
+			if !ok || !slices.ContainsFunc(anyList(job["script"]), func(s any) bool { return s == "meshroll" }) {
+				continue
+			}
+			runs++
+			vars := map[string]string{}
+			for k, v := range mapOf(job["variables"]) {
+				vars[k] = fmt.Sprint(v)
+			}
+			if _, err := config.Load(environ(vars)); err != nil {
+				t.Errorf("job %s: meshroll rejects its variables: %v", name, err)
+			}
+			image := mapOf(job["image"])
+			if !strings.HasSuffix(fmt.Sprint(image["name"]), "-shell") || fmt.Sprint(image["entrypoint"]) != "[]" {
+				t.Errorf("job %s: image %v; want the shell target and entrypoint [\"\"]", name, image)
+			}
+		}
+		if runs == 0 {
+			t.Error("no job runs meshroll")
+		}
+	})
+
+	t.Run("jenkins", func(t *testing.T) {
+		t.Parallel()
+		raw, err := os.ReadFile("examples/jenkins/Jenkinsfile")
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := map[string]string{}
+		for _, m := range regexp.MustCompile(`-e ((?:MESHROLL_)?[A-Z_]+)=(\S+)`).FindAllStringSubmatch(string(raw), -1) {
+			vars[m[1]] = m[2]
+		}
+		if vars["KUBECONFIG"] == "" {
+			t.Error("the docker run passes no KUBECONFIG")
+		}
+		if _, err := config.Load(environ(vars)); err != nil {
+			t.Errorf("meshroll rejects the docker run's variables: %v", err)
+		}
+	})
+}
+
+func anyList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func mapOf(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
