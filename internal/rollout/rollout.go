@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/traffic"
 )
@@ -77,6 +78,8 @@ type Step struct {
 	Patch        []traffic.PatchOp     `json:"patch,omitempty"`
 	StartedAt    time.Time             `json:"startedAt"`
 	HeldUntil    time.Time             `json:"heldUntil,omitzero"`
+	// Windows are the metric analysis windows judged while the step was held, oldest first.
+	Windows []analysis.Window `json:"windows,omitempty"`
 }
 
 // Result is the whole story of a run, for reporters.
@@ -94,6 +97,7 @@ type Result struct {
 	Final          []traffic.Destination `json:"final,omitempty"` // weights at the end, as last read or written
 	Reason         string                `json:"reason,omitempty"`
 	FailedCheck    string                `json:"failedCheck,omitempty"` // the check that failed the canary
+	Analysis       bool                  `json:"analysis"`              // metric analysis gated the steps
 	Err            error                 `json:"-"`
 }
 
