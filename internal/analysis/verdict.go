@@ -213,3 +213,11 @@ func humanDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// Format writes a value as the reports show it: compact digits, or "—" for no value.
+func Format(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return num(*v)
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/rollout"
@@ -51,7 +52,12 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 		StableSubset:   cfg.StableSubset,
 		CanarySubset:   cfg.CanarySubset,
 	})
-	res := rollout.NewRunner(tc, rollout.WriterLog(stdout)).Run(ctx, cfg)
+	analyzer, err := newAnalyzer(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshroll: invalid input, nothing was changed:\n%s\n", bullets(err))
+		return rollout.Invalid.ExitCode()
+	}
+	res := rollout.NewRunner(tc, analyzer, rollout.WriterLog(stdout)).Run(ctx, cfg)
 	if res.Err != nil {
 		fmt.Fprintf(stderr, "meshroll: %s: %v\n", res.Outcome, res.Err)
 	}
@@ -61,6 +67,40 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout)
 	return res.Outcome.ExitCode()
+}
+
+// newAnalyzer builds the metric analysis of cfg, or returns nil when it is off.
+func newAnalyzer(cfg config.Config) (rollout.Analysis, error) {
+	a := cfg.Analysis
+	if !a.Enabled() {
+		return nil, nil
+	}
+	checks, err := analysis.ParseChecks(a.Checks)
+	if err != nil {
+		return nil, fmt.Errorf("MESHROLL_CHECKS: %w", err)
+	}
+	analyzer, err := analysis.New(analysis.Settings{
+		URL:                a.PrometheusURL,
+		Token:              a.Token,
+		Username:           a.Username,
+		Password:           a.Password,
+		CAFile:             a.CAFile,
+		InsecureSkipVerify: a.InsecureSkipVerify,
+		Headers:            a.Headers,
+		Interval:           a.Interval,
+		MinSuccessRate:     a.MinSuccessRate,
+		MaxLatencyP99:      a.MaxLatencyP99,
+		MinRequests:        a.MinRequests,
+		Checks:             checks,
+		Namespace:          cfg.Namespace,
+		CanaryWorkload:     a.CanaryWorkload,
+		StableWorkload:     a.StableWorkload,
+		Reporter:           a.Reporter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return analyzer, nil
 }
 
 // bullets renders a joined error one problem per line.

@@ -7,17 +7,18 @@ import (
 )
 
 // The layout of DESIGN.md: config, kube and traffic import no other internal package;
-// rollout knows config and traffic only; testenv and demo are never linked into meshroll.
+// rollout knows config, traffic and analysis (types and errors) only; testenv and demo are never linked into meshroll.
 func TestLayout(t *testing.T) {
 	t.Parallel()
 	const module = "github.com/meshroll/meshroll/"
 	allowed := map[string][]string{
-		"internal/config":  nil,
-		"internal/testenv": nil,
-		"internal/kube":    nil,
-		"internal/traffic": nil,
-		"internal/rollout": {"internal/config", "internal/traffic"},
-		".":                {"internal/app", "internal/config", "internal/kube", "internal/rollout", "internal/traffic"},
+		"internal/config":   nil,
+		"internal/testenv":  nil,
+		"internal/kube":     nil,
+		"internal/traffic":  nil,
+		"internal/analysis": nil,
+		"internal/rollout":  {"internal/analysis", "internal/config", "internal/traffic"},
+		".":                 {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/report", "internal/rollout", "internal/traffic"},
 	}
 	for pkg, want := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()

@@ -10,6 +10,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -47,6 +50,13 @@ const (
 	defaultSteps        = "10,25,50,100"
 	defaultStepDuration = time.Minute
 	defaultReadyTimeout = 5 * time.Minute
+
+	defaultInterval         = 30 * time.Second
+	defaultMinSuccessRate   = 99.0
+	defaultMaxLatencyP99    = 500.0
+	defaultMinRequests      = 20.0
+	defaultFailureThreshold = 2
+	defaultReporter         = "destination"
 )
 
 // Config is the validated input of one run.
@@ -70,7 +80,46 @@ type Config struct {
 	Home             string   // HOME, for the default ~/.kube/config
 	CI               CI
 	OutputDir        string
+	StableDeployment string // "" = none; when set it must be Available before any shift
+	// Analysis configures the metric checks; Analysis.Enabled() is false without a Prometheus URL.
+	Analysis       Analysis
+	OnInconclusive Action // what an inconclusive step does with the traffic: rollback or hold
+	OnCancel       Action // what a cancelled run does with the traffic: rollback or leave
 }
+
+// Action is what happens to the traffic when a run cannot finish normally.
+type Action string
+
+// The values of MESHROLL_ON_INCONCLUSIVE and MESHROLL_ON_CANCEL.
+const (
+	ActionRollback Action = "rollback" // all traffic back to stable
+	ActionHold     Action = "hold"     // leave the weights where they are (MESHROLL_ON_INCONCLUSIVE)
+	ActionLeave    Action = "leave"    // leave the weights where they are (MESHROLL_ON_CANCEL)
+)
+
+// Analysis is the metric analysis part of the input. Values are checked for syntax and range
+// here; the custom checks and the Prometheus client are validated by the analysis package.
+type Analysis struct {
+	PrometheusURL      string
+	Token              string // secret
+	Username           string
+	Password           string // secret
+	CAFile             string
+	InsecureSkipVerify bool
+	Headers            map[string]string // values are secret
+	Interval           time.Duration
+	MinSuccessRate     float64 // percent
+	MaxLatencyP99      float64 // milliseconds
+	MinRequests        float64
+	FailureThreshold   int
+	Checks             string // MESHROLL_CHECKS as given: a YAML or JSON list
+	CanaryWorkload     string
+	StableWorkload     string
+	Reporter           string // destination or source
+}
+
+// Enabled reports whether the steps are gated by metric analysis.
+func (a Analysis) Enabled() bool { return a.PrometheusURL != "" }
 
 // CI names the system whose conventions the report follows.
 type CI string
@@ -108,6 +157,25 @@ type input struct {
 	KubeconfigData   string `env:"MESHROLL_KUBECONFIG"`
 	CI               string `env:"MESHROLL_CI"`
 	OutputDir        string `env:"MESHROLL_OUTPUT_DIR"`
+	StableDeployment string `env:"MESHROLL_STABLE_DEPLOYMENT"`
+	PrometheusURL    string `env:"MESHROLL_PROMETHEUS_URL"`
+	Token            string `env:"MESHROLL_PROMETHEUS_TOKEN"`
+	Username         string `env:"MESHROLL_PROMETHEUS_USERNAME"`
+	Password         string `env:"MESHROLL_PROMETHEUS_PASSWORD"`
+	CAFile           string `env:"MESHROLL_PROMETHEUS_CA_FILE"`
+	InsecureSkip     string `env:"MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY"`
+	Headers          string `env:"MESHROLL_PROMETHEUS_HEADERS"`
+	Interval         string `env:"MESHROLL_ANALYSIS_INTERVAL"`
+	MinSuccessRate   string `env:"MESHROLL_MIN_SUCCESS_RATE"`
+	MaxLatencyP99    string `env:"MESHROLL_MAX_LATENCY_P99"`
+	MinRequests      string `env:"MESHROLL_MIN_REQUESTS"`
+	FailureThreshold string `env:"MESHROLL_FAILURE_THRESHOLD"`
+	Checks           string `env:"MESHROLL_CHECKS"`
+	CanaryWorkload   string `env:"MESHROLL_CANARY_WORKLOAD"`
+	StableWorkload   string `env:"MESHROLL_STABLE_WORKLOAD"`
+	Reporter         string `env:"MESHROLL_REPORTER"`
+	OnInconclusive   string `env:"MESHROLL_ON_INCONCLUSIVE"`
+	OnCancel         string `env:"MESHROLL_ON_CANCEL"`
 	Kubeconfig       string `env:"KUBECONFIG"`
 	Home             string `env:"HOME"`
 }
@@ -116,29 +184,17 @@ type input struct {
 // the environment is none of our business.
 const prefix = "MESHROLL_"
 
-// reserved are defined by later features (analysis, reporters, workloads):
-// accepted and ignored for now, so that a pipeline written for a newer
-// meshroll does not fail on this one, while a typo of a known name still does.
+// reserved are the names meshroll writes itself (outputs.env, read back by GitLab's dotenv
+// report into a later job's environment): a job that runs meshroll again after one that did
+// must not fail on them. They are never read.
 var reserved = []string{
-	"MESHROLL_PROMETHEUS_URL",
-	"MESHROLL_PROMETHEUS_TOKEN",
-	"MESHROLL_PROMETHEUS_USERNAME",
-	"MESHROLL_PROMETHEUS_PASSWORD",
-	"MESHROLL_PROMETHEUS_CA_FILE",
-	"MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY",
-	"MESHROLL_PROMETHEUS_HEADERS",
-	"MESHROLL_ANALYSIS_INTERVAL",
-	"MESHROLL_MIN_SUCCESS_RATE",
-	"MESHROLL_MAX_LATENCY_P99",
-	"MESHROLL_MIN_REQUESTS",
-	"MESHROLL_FAILURE_THRESHOLD",
-	"MESHROLL_CHECKS",
-	"MESHROLL_CANARY_WORKLOAD",
-	"MESHROLL_STABLE_WORKLOAD",
-	"MESHROLL_STABLE_DEPLOYMENT",
-	"MESHROLL_REPORTER",
-	"MESHROLL_ON_INCONCLUSIVE",
-	"MESHROLL_ON_CANCEL",
+	"MESHROLL_RESULT",
+	"MESHROLL_CANARY_WEIGHT",
+	"MESHROLL_STABLE_WEIGHT",
+	"MESHROLL_STEPS_COMPLETED",
+	"MESHROLL_FAILED_CHECK",
+	"MESHROLL_REASON",
+	"MESHROLL_DURATION_SECONDS",
 }
 
 // known is every MESHROLL_* name this version accepts: the input tags (read
@@ -308,15 +364,189 @@ func (in input) validate(v *validator) Config {
 	if strings.TrimSpace(cfg.KubeconfigData) == "" {
 		cfg.KubeconfigData = ""
 	}
+	cfg.StableDeployment = strings.TrimSpace(in.StableDeployment)
+	if cfg.StableDeployment != "" {
+		if errs := validation.IsDNS1123Subdomain(cfg.StableDeployment); len(errs) > 0 {
+			v.invalid("MESHROLL_STABLE_DEPLOYMENT", cfg.StableDeployment, "not a valid Deployment name (%s); use the stable Deployment's metadata.name, or leave it empty to skip the check", strings.Join(errs, ", "))
+		}
+	}
+	cfg.OnInconclusive = action(v, "MESHROLL_ON_INCONCLUSIVE", in.OnInconclusive, ActionHold)
+	cfg.OnCancel = action(v, "MESHROLL_ON_CANCEL", in.OnCancel, ActionLeave)
+	cfg.Analysis = in.analysis(v, cfg)
 	return cfg
+}
+
+// analysis validates the metric analysis variables. Without MESHROLL_PROMETHEUS_URL they must
+// all be empty: a threshold set without a Prometheus to check it would be a gate that is not
+// there.
+func (in input) analysis(v *validator, cfg Config) Analysis {
+	a := Analysis{
+		PrometheusURL:  strings.TrimSpace(in.PrometheusURL),
+		Token:          strings.TrimSpace(in.Token),
+		Username:       strings.TrimSpace(in.Username),
+		Password:       in.Password,
+		CAFile:         strings.TrimSpace(in.CAFile),
+		Checks:         in.Checks,
+		CanaryWorkload: strings.TrimSpace(in.CanaryWorkload),
+		StableWorkload: strings.TrimSpace(in.StableWorkload),
+	}
+	if a.PrometheusURL == "" {
+		for name, value := range in.analysisOnly() {
+			if strings.TrimSpace(value) != "" {
+				v.problems = append(v.problems, &problem{msg: name + " is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset " + name})
+			}
+		}
+		return Analysis{}
+	}
+	if u, err := url.Parse(a.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not echoed: the URL may carry a password.
+		v.problems = append(v.problems, &problem{msg: "MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL; use the Prometheus base URL, e.g. http://prometheus.istio-system:9090"})
+	}
+	if strings.TrimSpace(in.Password) == "" {
+		a.Password = ""
+	}
+	if skip := strings.TrimSpace(in.InsecureSkip); skip != "" {
+		b, err := strconv.ParseBool(skip)
+		if err != nil {
+			v.invalid("MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY", skip, "not a boolean; use true or false, or leave it empty for false (verify the certificate)")
+		}
+		a.InsecureSkipVerify = b
+	}
+	a.Headers = headers(v, in.Headers)
+	a.Interval = duration(v, "MESHROLL_ANALYSIS_INTERVAL", in.Interval, defaultInterval, false,
+		"use a duration of at least 1s such as 30s, or leave it empty for 30s")
+	if a.Interval > 0 && a.Interval < time.Second {
+		v.invalid("MESHROLL_ANALYSIS_INTERVAL", strings.TrimSpace(in.Interval), "must be at least 1s (Prometheus windows are whole seconds); use e.g. 30s")
+	}
+	a.MinSuccessRate = number(v, "MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate, defaultMinSuccessRate, 0, 100, "a percentage from 0 to 100, e.g. 99.5")
+	a.MaxLatencyP99 = number(v, "MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99, defaultMaxLatencyP99, math.SmallestNonzeroFloat64, math.Inf(1), "milliseconds greater than 0, e.g. 500")
+	a.MinRequests = number(v, "MESHROLL_MIN_REQUESTS", in.MinRequests, defaultMinRequests, 0, math.Inf(1), "a request count of 0 or more, e.g. 20")
+	threshold := number(v, "MESHROLL_FAILURE_THRESHOLD", in.FailureThreshold, defaultFailureThreshold, 1, 1000, "a whole number of failed checks from 1 to 1000, e.g. 2")
+	if threshold != math.Trunc(threshold) {
+		v.invalid("MESHROLL_FAILURE_THRESHOLD", strings.TrimSpace(in.FailureThreshold), "must be a whole number; use e.g. 2")
+	}
+	a.FailureThreshold = int(threshold)
+
+	switch r := strings.TrimSpace(in.Reporter); r {
+	case "":
+		a.Reporter = defaultReporter
+	case "destination", "source":
+		a.Reporter = r
+	default:
+		v.invalid("MESHROLL_REPORTER", r, "use destination (sidecars) or source (Gateway API, ambient), or leave it empty for destination")
+	}
+	if a.CanaryWorkload == "" {
+		a.CanaryWorkload = cfg.CanaryDeployment
+	}
+	if a.StableWorkload == "" {
+		a.StableWorkload = cfg.StableDeployment
+	}
+	if a.CanaryWorkload == "" {
+		v.required("MESHROLL_CANARY_WORKLOAD", "metric analysis needs the canary's destination_workload label value; set it, or MESHROLL_CANARY_DEPLOYMENT")
+	}
+	if a.StableWorkload == "" {
+		v.required("MESHROLL_STABLE_WORKLOAD", "metric analysis compares the canary with the stable workload; set it to its destination_workload label value, or set MESHROLL_STABLE_DEPLOYMENT")
+	}
+	if a.CanaryWorkload != "" && a.CanaryWorkload == a.StableWorkload {
+		v.invalid("MESHROLL_CANARY_WORKLOAD", a.CanaryWorkload, "same as the stable workload; the canary and stable versions must run as different workloads to be compared")
+	}
+	// A hold shorter than one window judges nothing: every step would be inconclusive.
+	if cfg.Mode == ModeProgress || cfg.Mode == ModePhase {
+		if cfg.StepDuration > 0 && a.Interval > 0 && cfg.StepDuration < a.Interval {
+			v.invalid("MESHROLL_STEP_DURATION", cfg.StepDuration.String(), "shorter than MESHROLL_ANALYSIS_INTERVAL=%s, so no analysis window could be judged; hold each step at least one interval", a.Interval)
+		} else if cfg.StepDuration == 0 {
+			v.invalid("MESHROLL_STEP_DURATION", "0", "with metric analysis each step must be held for at least one MESHROLL_ANALYSIS_INTERVAL (%s); use e.g. %s", a.Interval, 2*a.Interval)
+		}
+	}
+	return a
+}
+
+// analysisOnly are the variables that mean nothing without MESHROLL_PROMETHEUS_URL, by name.
+func (in input) analysisOnly() map[string]string {
+	return map[string]string{
+		"MESHROLL_PROMETHEUS_TOKEN":                in.Token,
+		"MESHROLL_PROMETHEUS_USERNAME":             in.Username,
+		"MESHROLL_PROMETHEUS_PASSWORD":             in.Password,
+		"MESHROLL_PROMETHEUS_CA_FILE":              in.CAFile,
+		"MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY": in.InsecureSkip,
+		"MESHROLL_PROMETHEUS_HEADERS":              in.Headers,
+		"MESHROLL_ANALYSIS_INTERVAL":               in.Interval,
+		"MESHROLL_MIN_SUCCESS_RATE":                in.MinSuccessRate,
+		"MESHROLL_MAX_LATENCY_P99":                 in.MaxLatencyP99,
+		"MESHROLL_MIN_REQUESTS":                    in.MinRequests,
+		"MESHROLL_FAILURE_THRESHOLD":               in.FailureThreshold,
+		"MESHROLL_CHECKS":                          in.Checks,
+		"MESHROLL_CANARY_WORKLOAD":                 in.CanaryWorkload,
+		"MESHROLL_STABLE_WORKLOAD":                 in.StableWorkload,
+		"MESHROLL_REPORTER":                        in.Reporter,
+	}
+}
+
+// action parses MESHROLL_ON_INCONCLUSIVE / MESHROLL_ON_CANCEL: rollback (the default) or
+// the one value that leaves the weights alone.
+func action(v *validator, name, raw string, keep Action) Action {
+	switch a := Action(strings.TrimSpace(raw)); a {
+	case "":
+		return ActionRollback
+	case ActionRollback, keep:
+		return a
+	default:
+		v.invalid(name, string(a), "use rollback (all traffic back to stable) or %s (leave the weights as they are), or leave it empty for rollback", keep)
+		return ActionRollback
+	}
+}
+
+// number parses a decimal number in [lo, hi]; empty means def.
+func number(v *validator, name, raw string, def, lo, hi float64, want string) float64 {
+	value := strings.TrimSpace(raw)
+	if value == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(value, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < lo || f > hi {
+		v.invalid(name, value, "must be %s", want)
+		return def
+	}
+	return f
+}
+
+// headers parses MESHROLL_PROMETHEUS_HEADERS: one "Name: value" per line. Values are secret
+// (a tenant token, say) and never echoed.
+func headers(v *validator, raw string) map[string]string {
+	if strings.TrimSpace(raw) == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for i, line := range strings.Split(raw, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			v.problems = append(v.problems, &problem{msg: fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d is not \"Name: value\"; write one header per line, e.g. X-Scope-OrgID: tenant-1", i+1)})
+			continue
+		}
+		out[name] = strings.TrimSpace(value)
+	}
+	return out
 }
 
 // Secrets are the values that must never be printed or written anywhere.
 func (c Config) Secrets() []string {
-	if c.KubeconfigData == "" {
-		return nil
+	var out []string
+	for _, s := range []string{c.KubeconfigData, c.Analysis.Token, c.Analysis.Password} {
+		if s != "" {
+			out = append(out, s)
+		}
 	}
-	return []string{c.KubeconfigData}
+	for _, name := range slices.Sorted(maps.Keys(c.Analysis.Headers)) {
+		if value := c.Analysis.Headers[name]; value != "" {
+			out = append(out, value)
+		}
+	}
+	return out
 }
 
 // Variables lists the MESHROLL_* inputs this version reads, in contract order.

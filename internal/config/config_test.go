@@ -22,6 +22,12 @@ func with(vars ...string) []string {
 	return append(slices.Clone(minimal), vars...)
 }
 
+// analysis returns minimal with metric analysis on, plus vars.
+func analysis(vars ...string) []string {
+	return with(append([]string{"MESHROLL_PROMETHEUS_URL=http://prometheus:9090", "MESHROLL_CANARY_WORKLOAD=reviews-v2",
+		"MESHROLL_STABLE_WORKLOAD=reviews-v1"}, vars...)...)
+}
+
 // defaults is what Load returns for minimal.
 func defaults() Config {
 	return Config{
@@ -34,6 +40,8 @@ func defaults() Config {
 		ReadyTimeout:   5 * time.Minute,
 		CI:             CIAuto,
 		OutputDir:      "meshroll-out",
+		OnInconclusive: ActionRollback,
+		OnCancel:       ActionRollback,
 	}
 }
 
@@ -144,10 +152,42 @@ func TestLoad(t *testing.T) {
 			change:  func(c *Config) { c.Kubeconfig, c.Home = []string{" /my configs/a "}, " /home/with space" },
 		},
 		{
-			name: "reserved variables are accepted and ignored",
-			environ: with("MESHROLL_PROMETHEUS_URL=http://prometheus:9090", "MESHROLL_PROMETHEUS_PASSWORD=s3cret",
-				"MESHROLL_MIN_SUCCESS_RATE=99", "MESHROLL_ON_CANCEL=anything"),
-			change: func(*Config) {},
+			name:    "outputs of an earlier run are accepted and ignored",
+			environ: with("MESHROLL_RESULT=promoted", "MESHROLL_CANARY_WEIGHT=100", "MESHROLL_REASON=x y"),
+			change:  func(*Config) {},
+		},
+		{
+			name: "analysis defaults, workloads from the Deployments",
+			environ: with("MESHROLL_PROMETHEUS_URL= http://prometheus:9090 ", "MESHROLL_CANARY_DEPLOYMENT=reviews-v2",
+				"MESHROLL_STABLE_DEPLOYMENT=reviews-v1"),
+			change: func(c *Config) {
+				c.CanaryDeployment, c.StableDeployment = "reviews-v2", "reviews-v1"
+				c.Analysis = Analysis{
+					PrometheusURL: "http://prometheus:9090", Interval: 30 * time.Second, MinSuccessRate: 99,
+					MaxLatencyP99: 500, MinRequests: 20, FailureThreshold: 2, CanaryWorkload: "reviews-v2",
+					StableWorkload: "reviews-v1", Reporter: "destination",
+				}
+			},
+		},
+		{
+			name: "analysis, every variable",
+			environ: with("MESHROLL_PROMETHEUS_URL=https://prom.example:9443/prefix", "MESHROLL_PROMETHEUS_USERNAME=ops",
+				"MESHROLL_PROMETHEUS_PASSWORD=s3cret pass", "MESHROLL_PROMETHEUS_CA_FILE=/etc/ca.pem",
+				"MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY=false", "MESHROLL_PROMETHEUS_HEADERS=X-Scope-OrgID: tenant-1\n\nX-Other:a:b ",
+				"MESHROLL_ANALYSIS_INTERVAL=15s", "MESHROLL_MIN_SUCCESS_RATE=99.5", "MESHROLL_MAX_LATENCY_P99=250",
+				"MESHROLL_MIN_REQUESTS=0", "MESHROLL_FAILURE_THRESHOLD=1", "MESHROLL_CHECKS=- {name: x, query: 'sum(y)', max: 1}",
+				"MESHROLL_CANARY_WORKLOAD=reviews-canary", "MESHROLL_STABLE_WORKLOAD=reviews-primary", "MESHROLL_REPORTER=source",
+				"MESHROLL_ON_INCONCLUSIVE=hold", "MESHROLL_ON_CANCEL=leave"),
+			change: func(c *Config) {
+				c.OnInconclusive, c.OnCancel = ActionHold, ActionLeave
+				c.Analysis = Analysis{
+					PrometheusURL: "https://prom.example:9443/prefix", Username: "ops", Password: "s3cret pass",
+					CAFile: "/etc/ca.pem", Headers: map[string]string{"X-Scope-OrgID": "tenant-1", "X-Other": "a:b"},
+					Interval: 15 * time.Second, MinSuccessRate: 99.5, MaxLatencyP99: 250, MinRequests: 0, FailureThreshold: 1,
+					Checks: "- {name: x, query: 'sum(y)', max: 1}", CanaryWorkload: "reviews-canary",
+					StableWorkload: "reviews-primary", Reporter: "source",
+				}
+			},
 		},
 		{
 			name:    "reporting and kubeconfig contents",
@@ -254,7 +294,36 @@ func TestLoadInvalid(t *testing.T) {
 		// unknown variables
 		{"misspelt variable", with("MESHROLL_WIEGHT=20"), []string{"MESHROLL_WIEGHT is not a meshroll variable: did you mean MESHROLL_WEIGHT?"}},
 		{"lower-case variable", with("meshroll_mode=phase"), []string{"meshroll_mode is not a meshroll variable: did you mean MESHROLL_MODE?"}},
-		{"misspelt reserved variable", with("MESHROLL_PROMETHEUS_URI=http://p"), []string{"MESHROLL_PROMETHEUS_URI is not a meshroll variable: did you mean MESHROLL_PROMETHEUS_URL?"}},
+		{"misspelt analysis variable", with("MESHROLL_PROMETHEUS_URI=http://p"), []string{"MESHROLL_PROMETHEUS_URI is not a meshroll variable: did you mean MESHROLL_PROMETHEUS_URL?"}},
+
+		// analysis
+		{"threshold without Prometheus", with("MESHROLL_MIN_SUCCESS_RATE=99.9"),
+			[]string{"MESHROLL_MIN_SUCCESS_RATE is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run"}},
+		{"Prometheus URL not absolute", analysis("MESHROLL_PROMETHEUS_URL=prometheus:9090"),
+			[]string{"MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL"}},
+		{"success rate out of range", analysis("MESHROLL_MIN_SUCCESS_RATE=101"),
+			[]string{"MESHROLL_MIN_SUCCESS_RATE=101: must be a percentage from 0 to 100"}},
+		{"latency not a number", analysis("MESHROLL_MAX_LATENCY_P99=500ms"),
+			[]string{"MESHROLL_MAX_LATENCY_P99=500ms: must be milliseconds greater than 0"}},
+		{"latency zero", analysis("MESHROLL_MAX_LATENCY_P99=0"), []string{"MESHROLL_MAX_LATENCY_P99=0: must be milliseconds"}},
+		{"min requests negative", analysis("MESHROLL_MIN_REQUESTS=-1"), []string{"MESHROLL_MIN_REQUESTS=-1: must be a request count"}},
+		{"failure threshold zero", analysis("MESHROLL_FAILURE_THRESHOLD=0"), []string{"MESHROLL_FAILURE_THRESHOLD=0: must be a whole number"}},
+		{"failure threshold fraction", analysis("MESHROLL_FAILURE_THRESHOLD=1.5"), []string{"MESHROLL_FAILURE_THRESHOLD=1.5: must be a whole number"}},
+		{"interval below a second", analysis("MESHROLL_ANALYSIS_INTERVAL=500ms"), []string{"MESHROLL_ANALYSIS_INTERVAL=500ms: must be at least 1s"}},
+		{"hold shorter than the interval", analysis("MESHROLL_STEP_DURATION=10s"),
+			[]string{"MESHROLL_STEP_DURATION=10s: shorter than MESHROLL_ANALYSIS_INTERVAL=30s"}},
+		{"no hold with analysis", analysis("MESHROLL_STEP_DURATION=0"), []string{"MESHROLL_STEP_DURATION=0: with metric analysis each step must be held"}},
+		{"unknown reporter", analysis("MESHROLL_REPORTER=client"), []string{"MESHROLL_REPORTER=client: use destination (sidecars) or source"}},
+		{"workloads missing", with("MESHROLL_PROMETHEUS_URL=http://p:9090"),
+			[]string{"MESHROLL_CANARY_WORKLOAD is required", "MESHROLL_STABLE_WORKLOAD is required"}},
+		{"same workloads", analysis("MESHROLL_STABLE_WORKLOAD=reviews-v2"), []string{"MESHROLL_CANARY_WORKLOAD=reviews-v2: same as the stable workload"}},
+		{"bad header line", analysis("MESHROLL_PROMETHEUS_HEADERS=X-Scope-OrgID tenant"),
+			[]string{"MESHROLL_PROMETHEUS_HEADERS: line 1 is not \"Name: value\""}},
+		{"insecure not a boolean", analysis("MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY=yes please"),
+			[]string{`MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY="yes please": not a boolean`}},
+		{"on inconclusive leave", with("MESHROLL_ON_INCONCLUSIVE=leave"), []string{"MESHROLL_ON_INCONCLUSIVE=leave: use rollback (all traffic back to stable) or hold"}},
+		{"on cancel hold", with("MESHROLL_ON_CANCEL=hold"), []string{"MESHROLL_ON_CANCEL=hold: use rollback (all traffic back to stable) or leave"}},
+		{"stable deployment not a name", with("MESHROLL_STABLE_DEPLOYMENT=Reviews_V1"), []string{"MESHROLL_STABLE_DEPLOYMENT=Reviews_V1: not a valid Deployment name"}},
 		{"unknown variable far from any name", with("MESHROLL_COLOUR=blue"), []string{"MESHROLL_COLOUR is not a meshroll variable: remove it, or fix the name"}},
 
 		// everything at once
@@ -363,7 +432,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 17; got != want {
+	if got, want := len(known)-len(reserved), 36; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}
@@ -446,4 +515,17 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSecrets(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(analysis("MESHROLL_PROMETHEUS_TOKEN=tok-123456", "MESHROLL_PROMETHEUS_HEADERS=X-Scope-OrgID: tenant-secret\nX-Empty:",
+		"MESHROLL_KUBECONFIG=apiVersion: v1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"apiVersion: v1\n", "tok-123456", "tenant-secret"}
+	if diff := cmp.Diff(want, cfg.Secrets()); diff != "" {
+		t.Errorf("Secrets (-want +got):\n%s", diff)
+	}
 }

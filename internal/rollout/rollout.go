@@ -22,6 +22,14 @@ type Traffic interface {
 	SetCanaryWeight(ctx context.Context, canaryWeight int) (traffic.Applied, error)
 }
 
+// Analysis is what the step machine needs from metric analysis.
+type Analysis interface {
+	// Preflight sends every query once before any traffic moves.
+	Preflight(ctx context.Context) error
+	// Evaluate judges the canary over the window that ends at at.
+	Evaluate(ctx context.Context, at time.Time) (analysis.Window, error)
+}
+
 // Outcome is how a run ended; each outcome has one exit code.
 type Outcome string
 
@@ -124,17 +132,21 @@ func (writerLog) StepDone(Step)                       {}
 // Runner runs one mode against one VirtualService.
 type Runner struct {
 	Traffic Traffic
-	Log     Log
-	Now     func() time.Time
+	// Analysis gates the held steps; nil means timed steps only.
+	Analysis Analysis
+	Log      Log
+	Now      func() time.Time
 	// Hold waits for d or until ctx is done; tests replace it.
 	Hold func(ctx context.Context, d time.Duration) error
-	// RollbackTimeout bounds the automatic return to stable after a failure or cancel.
+	// RollbackTimeout bounds the automatic return to stable after a failure;
+	// CancelTimeout after a cancel, when the CI system is about to kill the process.
 	RollbackTimeout time.Duration
+	CancelTimeout   time.Duration
 }
 
-// NewRunner returns a Runner with real time.
-func NewRunner(t Traffic, log Log) *Runner {
-	return &Runner{Traffic: t, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second}
+// NewRunner returns a Runner with real time. a may be nil (no metric analysis).
+func NewRunner(t Traffic, a Analysis, log Log) *Runner {
+	return &Runner{Traffic: t, Analysis: a, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second, CancelTimeout: 5 * time.Second}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -154,6 +166,7 @@ func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 	res := Result{
 		Mode: cfg.Mode, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
 		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StartedAt: r.Now(),
+		Analysis: r.Analysis != nil && analyzed(cfg.Mode),
 	}
 	runCtx := ctx
 	if cfg.Timeout > 0 {
@@ -182,10 +195,13 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 
 	weights := stepWeights(cfg)
-	checks := traffic.Checks{CanarySubset: true, CanaryDeployment: cfg.CanaryDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
+	checks := traffic.Checks{CanarySubset: true, CanaryDeployment: cfg.CanaryDeployment, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
 	if cfg.Mode == config.ModeRollback {
 		// Returning to stable must work while the canary is broken.
 		checks = traffic.Checks{Write: !cfg.DryRun}
+	}
+	if !res.Analysis && analyzed(cfg.Mode) {
+		r.logf("NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty): steps are timed only and nothing stops a failing canary")
 	}
 	r.logf("meshroll %s: VirtualService %s/%s, stable %s, canary %s, canary weights %s%s",
 		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableSubset, cfg.CanarySubset, joinInts(weights), holdNote(cfg))
@@ -195,6 +211,12 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		return
 	}
 	res.Route, res.Final = state.Route, state.Destinations
+	if res.Analysis {
+		if err := r.Analysis.Preflight(ctx); err != nil {
+			r.fail(parent, cfg, res, analysisPreflightError(err))
+			return
+		}
+	}
 	r.logf("preflight passed: route %s now %s", state.Route, traffic.DescribeWeights(state.Destinations))
 
 	// Plan every step on paper first, so that a step that cannot be taken (a canary weight
@@ -225,24 +247,29 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 
 	changed := false
+	judge := &judge{threshold: cfg.Analysis.FailureThreshold}
 	for i, w := range weights {
 		step := Step{Index: i + 1, Of: len(weights), Action: ActionSet, CanaryWeight: w, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
 		applied, err := r.Traffic.SetCanaryWeight(ctx, w)
-		if err == nil {
+		written := err == nil
+		if written {
 			step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
 			res.Final, changed = applied.After, changed || applied.Changed
 			r.logStep(step, cfg.VirtualService, applied)
-			// A final step of 100 is not held: there is no stable traffic left to compare with.
-			hold := cfg.Mode == config.ModeProgress && cfg.StepDuration > 0 && !(i == len(weights)-1 && w == 100)
-			if hold {
-				step.HeldUntil = r.Now().Add(cfg.StepDuration)
+			if hold := holdFor(cfg, res.Analysis, i == len(weights)-1, w); hold > 0 {
+				step.HeldUntil = step.StartedAt.Add(hold)
+				if res.Analysis {
+					r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, hold, cfg.Analysis.Interval)
+					err = r.analyze(ctx, cfg, &step, hold, judge)
+				} else {
+					r.logf("step %d/%d: holding %s", step.Index, step.Of, hold)
+					err = r.Hold(ctx, hold)
+				}
 			}
+		}
+		if written {
 			res.Steps = append(res.Steps, step)
-			if hold {
-				r.logf("step %d/%d: holding %s", step.Index, step.Of, cfg.StepDuration)
-				err = r.Hold(ctx, cfg.StepDuration)
-			}
 		}
 		r.Log.StepDone(step)
 		if err != nil {
@@ -268,7 +295,7 @@ func (r *Runner) fail(parent context.Context, cfg config.Config, res *Result, er
 	switch {
 	case parent.Err() != nil:
 		res.Outcome = Cancelled
-	case errors.Is(err, traffic.ErrPreflight):
+	case errors.Is(err, traffic.ErrPreflight), errors.Is(err, errAnalysisInput):
 		res.Outcome = Invalid
 	case errors.Is(err, context.DeadlineExceeded):
 		res.Outcome, res.Err = Failed, fmt.Errorf("MESHROLL_TIMEOUT=%s reached: %w", cfg.Timeout, err)
@@ -277,19 +304,37 @@ func (r *Runner) fail(parent context.Context, cfg config.Config, res *Result, er
 	}
 }
 
-// abort ends a run that may have moved traffic: a progression returns it to stable.
+// abort ends a run that may have moved traffic: a progression (or a phase judged by metric
+// analysis) returns it to stable, unless the input says to leave it for this kind of ending.
 func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Result, err error) {
 	r.fail(parent, cfg, res, err)
-	if res.Outcome == Invalid {
+	var failed *checkFailed
+	switch {
+	case errors.As(err, &failed):
+		res.Outcome, res.FailedCheck = CanaryFailed, failed.result.Check
+	case errors.Is(err, errInconclusive):
+		res.Outcome = Inconclusive
+	case res.Outcome == Invalid:
 		// The cluster changed under a running progression (say, a destination was added):
 		// that is a runtime failure, not bad input.
 		res.Outcome = Failed
 	}
-	if cfg.Mode != config.ModeProgress {
+	if cfg.Mode != config.ModeProgress && !(cfg.Mode == config.ModePhase && res.Analysis) {
 		return
 	}
+	timeout := r.RollbackTimeout
+	switch {
+	case res.Outcome == Inconclusive && cfg.OnInconclusive == config.ActionHold:
+		r.logf("%s: leaving the weights as they are (MESHROLL_ON_INCONCLUSIVE=hold)", res.Outcome)
+		return
+	case res.Outcome == Cancelled && cfg.OnCancel == config.ActionLeave:
+		r.logf("%s: leaving the weights as they are (MESHROLL_ON_CANCEL=leave)", res.Outcome)
+		return
+	case res.Outcome == Cancelled:
+		timeout = r.CancelTimeout
+	}
 	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableSubset)
-	rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.RollbackTimeout)
+	rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	step := Step{Action: ActionRollback, StartedAt: r.Now()}
 	r.Log.StepStarted(step)
@@ -305,6 +350,24 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 	res.Steps = append(res.Steps, step)
 	res.Final = applied.After
 	r.logf("rollback: %s %s", cfg.VirtualService, describe(applied))
+}
+
+// analyzed says whether metric analysis gates the mode: the modes that hold a partial
+// weight. promote, rollback and status move straight to an end (or nowhere).
+func analyzed(m config.Mode) bool { return m == config.ModeProgress || m == config.ModePhase }
+
+// holdFor is how long a step that set weight w holds. A progression holds every step; a
+// phase holds only when analysis judges it. A step to 100 at the end is not held (there is
+// no stable traffic left to compare with), nor is a step to 0 under analysis (no canary
+// traffic to judge).
+func holdFor(cfg config.Config, analysis, last bool, w int) time.Duration {
+	switch {
+	case cfg.Mode == config.ModeProgress && !(last && w == 100) && !(analysis && w == 0):
+		return cfg.StepDuration
+	case cfg.Mode == config.ModePhase && analysis && w > 0 && w < 100:
+		return cfg.StepDuration
+	}
+	return 0
 }
 
 func stepWeights(cfg config.Config) []int {

@@ -79,7 +79,7 @@ func cfg(mode config.Mode, vars func(*config.Config)) config.Config {
 }
 
 func runner(f *fakeTraffic, log *bytes.Buffer) *Runner {
-	r := NewRunner(f, WriterLog(log))
+	r := NewRunner(f, nil, WriterLog(log))
 	r.Hold = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
 	return r
 }

@@ -23,6 +23,9 @@ type Checks struct {
 	// CanaryDeployment, when set, must become Available within ReadyTimeout, and its pods'
 	// labels must match the canary subset.
 	CanaryDeployment string
+	// StableDeployment, when set, must be Available too (within ReadyTimeout), with pods the
+	// stable subset selects, so that a rollback has somewhere to send the traffic.
+	StableDeployment string
 	ReadyTimeout     time.Duration
 	// PollInterval of the Deployment wait (default 1s).
 	PollInterval time.Duration
@@ -56,8 +59,14 @@ func (c *Client) Preflight(ctx context.Context, checks Checks) (State, error) {
 				strings.Join(state.Hosts(), ", "), name, listOrNone(sortedKeys(subsets)))
 		}
 	}
-	if checks.CanaryDeployment != "" {
-		if err := c.waitDeployment(ctx, checks, subsets[c.target.CanarySubset]); err != nil {
+	for _, d := range []deployment{
+		{"MESHROLL_STABLE_DEPLOYMENT", checks.StableDeployment, "stable", c.target.StableSubset},
+		{"MESHROLL_CANARY_DEPLOYMENT", checks.CanaryDeployment, "canary", c.target.CanarySubset},
+	} {
+		if d.name == "" {
+			continue
+		}
+		if err := c.waitDeployment(ctx, checks, d, subsets[d.subset]); err != nil {
 			return State{}, err
 		}
 	}
@@ -112,7 +121,7 @@ func (c *Client) checkAccess(ctx context.Context, checks Checks, drNamespaces []
 	for _, n := range drNamespaces {
 		needs = append(needs, need{"list", "networking.istio.io", "destinationrules", n})
 	}
-	if checks.CanaryDeployment != "" {
+	if checks.CanaryDeployment != "" || checks.StableDeployment != "" {
 		needs = append(needs, need{"get", "apps", "deployments", ns})
 	}
 	if checks.Write {
@@ -164,10 +173,16 @@ func keyNamespace(key string) string {
 	return ""
 }
 
-// waitDeployment waits until the canary Deployment is Available for its current generation,
-// then checks that the canary subset selects its pods.
-func (c *Client) waitDeployment(ctx context.Context, checks Checks, subsetLabels map[string]string) error {
-	ns, name := c.target.Namespace, checks.CanaryDeployment
+// deployment is one Deployment that Preflight waits for.
+type deployment struct {
+	variable, name string // the input that named it, and its name
+	role, subset   string // "stable" or "canary", and that role's subset
+}
+
+// waitDeployment waits until the Deployment is Available for its current generation, then
+// checks that its subset selects its pods.
+func (c *Client) waitDeployment(ctx context.Context, checks Checks, dep deployment, subsetLabels map[string]string) error {
+	ns, name := c.target.Namespace, dep.name
 	interval := checks.PollInterval
 	if interval <= 0 {
 		interval = time.Second
@@ -177,7 +192,7 @@ func (c *Client) waitDeployment(ctx context.Context, checks Checks, subsetLabels
 	err := wait.PollUntilContextTimeout(ctx, interval, checks.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
 		d, err := c.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return false, preflightf(ErrDeploymentNotReady, "MESHROLL_CANARY_DEPLOYMENT=%s: Deployment %s/%s not found: check the name and namespace", name, ns, name)
+			return false, preflightf(ErrDeploymentNotReady, "%s=%s: Deployment %s/%s not found: check the name and namespace", dep.variable, name, ns, name)
 		}
 		if err != nil {
 			// Keep waiting through a transient error (or a request cut short by the
@@ -203,8 +218,8 @@ func (c *Client) waitDeployment(ctx context.Context, checks Checks, subsetLabels
 	podLabels := last.Spec.Template.Labels
 	for k, v := range subsetLabels {
 		if podLabels[k] != v {
-			return preflightf(ErrDeploymentNotReady, "the canary subset %q selects %s but the pods of Deployment %s/%s are labelled %s: point MESHROLL_CANARY_DEPLOYMENT at the canary's Deployment or fix the subset's labels",
-				c.target.CanarySubset, labelString(subsetLabels), ns, name, labelString(podLabels))
+			return preflightf(ErrDeploymentNotReady, "the %s subset %q selects %s but the pods of Deployment %s/%s are labelled %s: point %s at the %s's Deployment or fix the subset's labels",
+				dep.role, dep.subset, labelString(subsetLabels), ns, name, labelString(podLabels), dep.variable, dep.role)
 		}
 	}
 	return nil

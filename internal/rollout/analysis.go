@@ -1,0 +1,145 @@
+package rollout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshroll/meshroll/internal/analysis"
+	"github.com/meshroll/meshroll/internal/config"
+)
+
+// errInconclusive ends a step whose hold judged no window.
+var errInconclusive = errors.New("inconclusive")
+
+// errAnalysisInput marks an analysis preflight failure caused by the input (a rejected query,
+// labels that match nothing, refused credentials): exit 2, like any other bad input.
+var errAnalysisInput = errors.New("metric analysis preflight failed")
+
+func analysisPreflightError(err error) error {
+	if errors.Is(err, analysis.ErrQuery) || errors.Is(err, analysis.ErrNoData) || errors.Is(err, analysis.ErrUnauthorized) {
+		return fmt.Errorf("%w: %w", errAnalysisInput, err)
+	}
+	return err
+}
+
+// checkFailed ends a run whose canary failed checks in MESHROLL_FAILURE_THRESHOLD windows.
+type checkFailed struct {
+	result             analysis.Result // the failing check of the window that reached the threshold
+	windows, threshold int
+}
+
+func (e *checkFailed) Error() string {
+	r := e.result
+	return fmt.Sprintf("check %s failed: canary %s, stable %s, threshold %s: %s (%d failed windows, MESHROLL_FAILURE_THRESHOLD=%d)",
+		r.Check, analysis.Format(r.Canary), analysis.Format(r.Stable), r.Threshold, r.Message, e.windows, e.threshold)
+}
+
+// judge counts, over the whole run, the windows with a failed check, and the windows in a
+// row that could not be evaluated (Prometheus down, a query failing).
+type judge struct {
+	threshold int
+	failed    int // windows with at least one failed check, since the run started
+	troubled  int // consecutive windows without an answer for every check
+}
+
+// window records one evaluated window and returns the error that ends the run, if any.
+func (j *judge) window(w analysis.Window) error {
+	if failed := w.Failed(); len(failed) > 0 {
+		j.failed++
+		if j.failed >= j.threshold {
+			return &checkFailed{result: failed[0], windows: j.failed, threshold: j.threshold}
+		}
+	}
+	if errored := w.Errored(); len(errored) > 0 {
+		return j.trouble(fmt.Errorf("check %s could not be evaluated: %s", errored[0].Check, errored[0].Message))
+	}
+	j.troubled = 0
+	return nil
+}
+
+// trouble records a window that could not be evaluated.
+func (j *judge) trouble(err error) error {
+	j.troubled++
+	if j.troubled >= j.threshold {
+		return fmt.Errorf("metric analysis failed in %d windows in a row (MESHROLL_FAILURE_THRESHOLD=%d), so the canary cannot be judged: %w",
+			j.troubled, j.threshold, err)
+	}
+	return nil
+}
+
+// analyze holds a step for d, judging the canary every analysis interval. Windows are
+// counted from the step's start, so a slow evaluation does not make the hold drift.
+func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d time.Duration, j *judge) error {
+	interval := cfg.Analysis.Interval
+	end := step.StartedAt.Add(d)
+	judged := false
+	var lastNoData string
+	for n := 1; ; n++ {
+		at := step.StartedAt.Add(time.Duration(n) * interval)
+		if at.After(end) {
+			break
+		}
+		if err := r.Hold(ctx, at.Sub(r.Now())); err != nil {
+			return err
+		}
+		w, err := r.Analysis.Evaluate(ctx, r.Now())
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			r.logf("step %d/%d window %d: %v", step.Index, step.Of, n, err)
+			if err := j.trouble(err); err != nil {
+				return err
+			}
+			continue
+		}
+		step.Windows = append(step.Windows, w)
+		r.logWindow(*step, n, w)
+		if err := j.window(w); err != nil {
+			return err
+		}
+		if w.Judged() {
+			judged = true
+		} else if msg := firstMessage(w, analysis.VerdictNoData); msg != "" {
+			lastNoData = msg
+		}
+	}
+	if err := r.Hold(ctx, end.Sub(r.Now())); err != nil {
+		return err
+	}
+	if !judged {
+		why := "no window was evaluated"
+		if lastNoData != "" {
+			why = lastNoData
+		}
+		return fmt.Errorf("%w: step %d/%d held %s without one judged window (%s); send the canary more traffic, lower MESHROLL_MIN_REQUESTS or hold longer with MESHROLL_STEP_DURATION",
+			errInconclusive, step.Index, step.Of, d, why)
+	}
+	return nil
+}
+
+// logWindow prints a window as a canary-versus-stable table.
+func (r *Runner) logWindow(step Step, n int, w analysis.Window) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  check\tcanary\tstable\tthreshold\tverdict\t")
+	for _, res := range w.Results {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", res.Check, analysis.Format(res.Canary), analysis.Format(res.Stable), res.Threshold, res.Verdict, res.Message)
+	}
+	tw.Flush()
+	r.logf("step %d/%d window %d at %s:\n%s", step.Index, step.Of, n, w.At.UTC().Format(time.TimeOnly), strings.TrimRight(buf.String(), "\n"))
+}
+
+func firstMessage(w analysis.Window, v analysis.Verdict) string {
+	for _, res := range w.Results {
+		if res.Verdict == v {
+			return res.Message
+		}
+	}
+	return ""
+}
