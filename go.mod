@@ -7,6 +7,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.73.1
+	github.com/sethvargo/go-githubactions v1.3.0
 	gopkg.in/evanphx/json-patch.v4 v4.13.0
 	istio.io/api v1.31.3-0.20261021173654-6bc70d5e00c2
 	istio.io/client-go v1.31.4

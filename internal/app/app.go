@@ -12,6 +12,7 @@ import (
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/kube"
+	"github.com/meshroll/meshroll/internal/report"
 	"github.com/meshroll/meshroll/internal/rollout"
 	"github.com/meshroll/meshroll/internal/traffic"
 )
@@ -39,7 +40,7 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 	})
 	if err != nil {
 		// Nothing has been sent to a server yet: the settings themselves are wrong.
-		fmt.Fprintf(stderr, "meshroll: %v\nCheck KUBECONFIG and MESHROLL_KUBE_CONTEXT; nothing was changed.\n", err)
+		fmt.Fprintf(stderr, "meshroll: %s\nCheck KUBECONFIG and MESHROLL_KUBE_CONTEXT; nothing was changed.\n", report.Redact(err.Error(), cfg.Secrets()))
 		return rollout.Invalid.ExitCode()
 	}
 	if cfg.Namespace == "" {
@@ -57,16 +58,47 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "meshroll: invalid input, nothing was changed:\n%s\n", bullets(err))
 		return rollout.Invalid.ExitCode()
 	}
-	res := rollout.NewRunner(tc, analyzer, rollout.WriterLog(stdout)).Run(ctx, cfg)
+	rep, err := report.New(report.Options{
+		CI:        cfg.CI,
+		OutputDir: cfg.OutputDir,
+		Getenv:    getenv(environ),
+		Stdout:    stdout,
+		Secrets:   cfg.Secrets(),
+		Version:   Version,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "meshroll: %v\nCheck MESHROLL_OUTPUT_DIR and MESHROLL_CI; nothing was changed.\n", report.Redact(err.Error(), cfg.Secrets()))
+		return rollout.Invalid.ExitCode()
+	}
+	res := rollout.NewRunner(tc, analyzer, rep).Run(ctx, cfg)
+	code := res.Outcome.ExitCode()
+	if err := rep.Finish(res); err != nil {
+		fmt.Fprintf(stderr, "meshroll: %s\n", report.Redact(err.Error(), cfg.Secrets()))
+		if code == 0 {
+			code = rollout.Failed.ExitCode() // a later job would miss the result
+		}
+	}
 	if res.Err != nil {
-		fmt.Fprintf(stderr, "meshroll: %s: %v\n", res.Outcome, res.Err)
+		fmt.Fprintf(stderr, "meshroll: %s: %s\n", res.Outcome, report.Redact(res.Err.Error(), cfg.Secrets()))
 	}
-	fmt.Fprintf(stdout, "result: %s", res.Outcome)
+	line := "result: " + string(res.Outcome)
 	if len(res.Final) > 0 {
-		fmt.Fprintf(stdout, " (%s/%s route %s: %s)", res.Namespace, res.VirtualService, res.Route, traffic.DescribeWeights(res.Final))
+		line += fmt.Sprintf(" (%s/%s route %s: %s)", res.Namespace, res.VirtualService, res.Route, traffic.DescribeWeights(res.Final))
 	}
-	fmt.Fprintln(stdout)
-	return res.Outcome.ExitCode()
+	rep.Printf("%s", line)
+	return code
+}
+
+// getenv looks variables up in environ (later entries win, as in a shell), never in the
+// process environment, so that tests and callers decide what meshroll sees.
+func getenv(environ []string) func(string) string {
+	vars := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	return func(k string) string { return vars[k] }
 }
 
 // newAnalyzer builds the metric analysis of cfg, or returns nil when it is off.

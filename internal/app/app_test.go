@@ -115,6 +115,7 @@ func runMain(ctx context.Context, t *testing.T, env *testenv.Env, ns string, var
 		"MESHROLL_STABLE_SUBSET=v1",
 		"MESHROLL_CANARY_SUBSET=v2",
 		"MESHROLL_STEP_DURATION=0s",
+		"MESHROLL_OUTPUT_DIR=" + t.TempDir(),
 		"PATH=" + os.Getenv("PATH"),
 	}
 	environ = append(environ, vars...) // later entries win, as in a shell

@@ -18,6 +18,7 @@ func TestLayout(t *testing.T) {
 		"internal/traffic":  nil,
 		"internal/analysis": nil,
 		"internal/rollout":  {"internal/analysis", "internal/config", "internal/traffic"},
+		"internal/report":   {"internal/analysis", "internal/config", "internal/rollout", "internal/traffic"},
 		".":                 {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/report", "internal/rollout", "internal/traffic"},
 	}
 	for pkg, want := range allowed {

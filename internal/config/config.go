@@ -8,6 +8,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -536,7 +537,11 @@ func headers(v *validator, raw string) map[string]string {
 // Secrets are the values that must never be printed or written anywhere.
 func (c Config) Secrets() []string {
 	var out []string
-	for _, s := range []string{c.KubeconfigData, c.Analysis.Token, c.Analysis.Password} {
+	kubeconfig := []string{c.KubeconfigData}
+	if decoded, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.KubeconfigData)); err == nil && len(decoded) > 0 {
+		kubeconfig = append(kubeconfig, string(decoded)) // MESHROLL_KUBECONFIG may be base64
+	}
+	for _, s := range append(kubeconfig, c.Analysis.Token, c.Analysis.Password) {
 		if s != "" {
 			out = append(out, s)
 		}

@@ -528,4 +528,13 @@ func TestSecrets(t *testing.T) {
 	if diff := cmp.Diff(want, cfg.Secrets()); diff != "" {
 		t.Errorf("Secrets (-want +got):\n%s", diff)
 	}
+	// base64 kubeconfig contents: both forms are secret.
+	cfg, err = Load(with("MESHROLL_KUBECONFIG=YXBpVmVyc2lvbjogdjEKdG9rZW46IGFiYwo="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"YXBpVmVyc2lvbjogdjEKdG9rZW46IGFiYwo=", "apiVersion: v1\ntoken: abc\n"}
+	if diff := cmp.Diff(want, cfg.Secrets()); diff != "" {
+		t.Errorf("Secrets of base64 contents (-want +got):\n%s", diff)
+	}
 }

@@ -1,0 +1,214 @@
+package report
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/meshroll/meshroll/internal/analysis"
+	"github.com/meshroll/meshroll/internal/config"
+	"github.com/meshroll/meshroll/internal/rollout"
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// Fixed timelines for the golden tests: what the rollout would hand a reporter.
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func weights(stable, canary int) []traffic.Destination {
+	return []traffic.Destination{
+		{Host: "reviews", Subset: "v1", Role: traffic.RoleStable, Weight: stable},
+		{Host: "reviews", Subset: "v2", Role: traffic.RoleCanary, Weight: canary},
+	}
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// window judges the three built-in checks the way the analysis package does, with a
+// minimum of 20 requests, a 99% success rate and a 500 ms p99.
+func window(when time.Time, requests, rate, p99 float64) analysis.Window {
+	volume := analysis.Result{Check: "request-volume", Canary: ptr(requests), Stable: ptr(400), Threshold: "≥ 20 requests", Verdict: analysis.VerdictPass}
+	sr := analysis.Result{Check: "success-rate", Canary: ptr(rate), Stable: ptr(99.9), Threshold: "≥ 99%", Verdict: analysis.VerdictPass}
+	lat := analysis.Result{Check: "latency-p99", Canary: ptr(p99), Stable: ptr(120), Threshold: "≤ 500 ms", Verdict: analysis.VerdictPass}
+	if requests < 20 {
+		why := fmt.Sprintf("the canary served %s requests in the last 1m, fewer than the 20 needed to judge a window", analysis.Format(&requests))
+		volume.Verdict, volume.Message = analysis.VerdictNoData, why
+		sr.Verdict, sr.Message = analysis.VerdictNoData, why
+		lat.Verdict, lat.Message = analysis.VerdictNoData, why
+		return analysis.Window{At: when, Results: []analysis.Result{volume, sr, lat}}
+	}
+	if rate < 99 {
+		sr.Verdict, sr.Message = analysis.VerdictFail, fmt.Sprintf("canary success rate %s%% is below 99%%", analysis.Format(&rate))
+	}
+	if p99 > 500 {
+		lat.Verdict, lat.Message = analysis.VerdictFail, fmt.Sprintf("canary p99 latency %s ms is above 500 ms", analysis.Format(&p99))
+	}
+	return analysis.Window{At: when, Results: []analysis.Result{volume, sr, lat}}
+}
+
+// setStep is a written step of a progression, started at start.
+func setStep(i, of, canary, prevCanary int, start time.Time, hold time.Duration, ws ...analysis.Window) rollout.Step {
+	s := rollout.Step{
+		Index: i, Of: of, Action: rollout.ActionSet, CanaryWeight: canary,
+		Before: weights(100-prevCanary, prevCanary), After: weights(100-canary, canary),
+		Changed: true, StartedAt: start, Windows: ws,
+	}
+	if hold > 0 {
+		s.HeldUntil = start.Add(hold)
+	}
+	return s
+}
+
+func rollbackStep(from int, start time.Time) rollout.Step {
+	return rollout.Step{Action: rollout.ActionRollback, Before: weights(100-from, from), After: weights(100, 0), Changed: true, StartedAt: start}
+}
+
+func baseResult(mode config.Mode) rollout.Result {
+	return rollout.Result{
+		Mode: mode, Namespace: "prod", VirtualService: "reviews", Route: "default",
+		StableSubset: "v1", CanarySubset: "v2", StartedAt: t0,
+	}
+}
+
+type fixture struct {
+	name string
+	res  rollout.Result
+}
+
+func fixtures() []fixture {
+	m := time.Minute
+
+	promoted := baseResult(config.ModeProgress)
+	promoted.Analysis = true
+	promoted.Steps = []rollout.Step{
+		setStep(1, 4, 10, 0, at(time.Second), 2*m, window(at(m+time.Second), 120, 99.95, 210), window(at(2*m+time.Second), 130, 100, 190)),
+		// A latency spike in the first window, tolerated: the next window passes.
+		setStep(2, 4, 25, 10, at(2*m+2*time.Second), 2*m, window(at(3*m+2*time.Second), 310, 99.9, 612.5), window(at(4*m+2*time.Second), 330, 99.92, 230)),
+		setStep(3, 4, 50, 25, at(4*m+3*time.Second), 2*m, window(at(5*m+3*time.Second), 610, 99.97, 240), window(at(6*m+3*time.Second), 640, 99.96, 250)),
+		setStep(4, 4, 100, 50, at(6*m+4*time.Second), 0),
+	}
+	promoted.Final = weights(0, 100)
+	promoted.FinishedAt = at(6*m + 5*time.Second)
+
+	canaryFailed := baseResult(config.ModeProgress)
+	canaryFailed.Analysis = true
+	canaryFailed.Steps = []rollout.Step{
+		setStep(1, 4, 10, 0, at(time.Second), 2*m, window(at(m+time.Second), 120, 99.95, 210), window(at(2*m+time.Second), 130, 99.91, 190)),
+		setStep(2, 4, 25, 10, at(2*m+2*time.Second), 2*m, window(at(3*m+2*time.Second), 310, 98.2, 260), window(at(4*m+2*time.Second), 305, 95.1, 270)),
+		rollbackStep(25, at(4*m+3*time.Second)),
+	}
+	canaryFailed.Outcome = rollout.CanaryFailed
+	canaryFailed.FailedCheck = "success-rate"
+	canaryFailed.Reason = "check success-rate failed in 2 consecutive windows at step 2/4: canary success rate 95.1% is below 99%"
+	canaryFailed.Final = weights(100, 0)
+	canaryFailed.FinishedAt = at(4*m + 4*time.Second)
+
+	inconclusive := baseResult(config.ModeProgress)
+	inconclusive.Analysis = true
+	inconclusive.Steps = []rollout.Step{
+		setStep(1, 3, 10, 0, at(time.Second), 5*m, window(at(m+time.Second), 3, 100, 180), window(at(2*m+time.Second), 0, 100, 180), window(at(3*m+time.Second), 2, 100, 180)),
+		rollbackStep(10, at(3*m+2*time.Second)),
+	}
+	inconclusive.Outcome = rollout.Inconclusive
+	inconclusive.Reason = "not enough data to judge the canary in 3 consecutive windows at step 1/3: the canary served 2 requests in the last 1m, fewer than the 20 needed to judge a window"
+	inconclusive.Final = weights(100, 0)
+	inconclusive.FinishedAt = at(3*m + 3*time.Second)
+
+	weightSet := baseResult(config.ModePhase)
+	weightSet.Steps = []rollout.Step{setStep(1, 1, 20, 0, at(time.Second), 0)}
+	weightSet.Outcome = rollout.WeightSet
+	weightSet.Final = weights(80, 20)
+	weightSet.FinishedAt = at(2 * time.Second)
+
+	dryRun := baseResult(config.ModeProgress)
+	for i, w := range []int{10, 50, 100} {
+		prev := []int{0, 10, 50}[i]
+		s := setStep(i+1, 3, w, prev, at(time.Second), 0)
+		s.Action = rollout.ActionPlan
+		s.Patch = []traffic.PatchOp{
+			{Op: "add", Path: "/spec/http/0/route/0/weight", Value: 100 - w},
+			{Op: "add", Path: "/spec/http/0/route/1/weight", Value: w},
+		}
+		dryRun.Steps = append(dryRun.Steps, s)
+	}
+	dryRun.Outcome = rollout.DryRun
+	dryRun.Final = weights(0, 100)
+	dryRun.FinishedAt = at(time.Second)
+
+	// The write of step 3 failed (the API server went away): the step is not recorded, and
+	// step 2, which was held to its end, completed.
+	failedWrite := baseResult(config.ModeProgress)
+	failedWrite.Steps = []rollout.Step{
+		setStep(1, 4, 10, 0, at(time.Second), m),
+		setStep(2, 4, 25, 10, at(m+2*time.Second), m),
+		rollbackStep(25, at(2*m+3*time.Second)),
+	}
+	failedWrite.Outcome = rollout.Failed
+	failedWrite.Reason = "failed to patch prod/reviews: Patch \"https://10.0.0.1:6443/apis/networking.istio.io/v1/namespaces/prod/virtualservices/reviews\": dial tcp 10.0.0.1:6443: connect: connection refused"
+	failedWrite.Final = weights(100, 0)
+	failedWrite.FinishedAt = at(2*m + 4*time.Second)
+
+	// Bad input: nothing was read or written.
+	invalid := rollout.Result{
+		Mode: config.ModeProgress, Outcome: rollout.Invalid, Namespace: "prod", VirtualService: "reviews",
+		StableSubset: "v1", CanarySubset: "v3", StartedAt: t0, FinishedAt: at(time.Second),
+		Reason: "preflight failed: DestinationRule prod/reviews has no subset v3\nsubsets: v1, v2",
+	}
+
+	return []fixture{
+		{"promoted", withOutcome(promoted, rollout.Promoted)},
+		{"canary-failed", canaryFailed},
+		{"inconclusive", inconclusive},
+		{"weight-set", weightSet},
+		{"dry-run", dryRun},
+		{"failed-write", failedWrite},
+		{"invalid", invalid},
+	}
+}
+
+func withOutcome(res rollout.Result, o rollout.Outcome) rollout.Result {
+	res.Outcome = o
+	return res
+}
+
+// replay feeds a reporter the log a rollout would write for res, then finishes it.
+func replay(r Reporter, res rollout.Result) error {
+	r.Printf("meshroll %s: VirtualService %s/%s, stable %s, canary %s", res.Mode, res.Namespace, res.VirtualService, res.StableSubset, res.CanarySubset)
+	if res.Outcome == rollout.Invalid {
+		r.Printf("preflight failed")
+	} else {
+		r.Printf("preflight passed: route %s now %s", res.Route, traffic.DescribeWeights(weights(100, 0)))
+	}
+	for _, s := range res.Steps {
+		started := s
+		started.After, started.Windows, started.Changed = nil, nil, false
+		if s.Action == rollout.ActionRollback {
+			r.Printf("%s: returning all traffic to %s", res.Outcome, res.StableSubset)
+		}
+		r.StepStarted(started)
+		change := traffic.Change{Before: s.Before, After: s.After}
+		switch s.Action {
+		case rollout.ActionPlan:
+			r.Printf("dry run step %d/%d: %s\n  patch: %v", s.Index, s.Of, change.Describe(), s.Patch)
+		case rollout.ActionRollback:
+			r.Printf("rollback: %s %s", res.VirtualService, change.Describe())
+		default:
+			r.Printf("step %d/%d: %s %s", s.Index, s.Of, res.VirtualService, change.Describe())
+			if !s.HeldUntil.IsZero() {
+				r.Printf("step %d/%d: holding %s", s.Index, s.Of, human(s.HeldUntil.Sub(s.StartedAt)))
+			}
+		}
+		for _, w := range s.Windows {
+			for _, c := range w.Results {
+				line := fmt.Sprintf("step %d/%d: %s %s canary %s (%s): %s", s.Index, s.Of, offset(res, w.At), c.Check, analysis.Format(c.Canary), c.Threshold, c.Verdict)
+				if c.Message != "" {
+					line += ": " + c.Message
+				}
+				r.Printf("%s", line)
+			}
+		}
+		r.StepDone(s)
+	}
+	return r.Finish(res)
+}

@@ -1,0 +1,298 @@
+package report
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/meshroll/meshroll/internal/analysis"
+	"github.com/meshroll/meshroll/internal/rollout"
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// Bounds that keep summary.md far below GitHub's 1 MiB job summary limit whatever the run:
+// result.json keeps every window.
+const (
+	maxWindowsShown = 20      // analysis windows shown per step, the latest ones
+	maxRowsShown    = 60      // rows (windows × checks) shown per step
+	maxCell         = 300     // characters of a message in a table cell
+	analysisBudget  = 300_000 // bytes of summary after which step tables are left out
+)
+
+// successRate is the built-in check the chart draws next to the canary weight.
+const successRate = "success-rate"
+
+// summaryMarkdown is summary.md (and GitHub's job summary): a headline, the key facts, the
+// timeline, a chart, and each step's analysis windows. Text taken from the result is
+// redacted before it is escaped for Markdown, so that escaping cannot hide a secret.
+func summaryMarkdown(res rollout.Result, red redactor) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## %s meshroll: %s\n\n%s\n\n", marker(res.Outcome), res.Outcome, headline(res.Outcome))
+
+	cell := func(s string) string { return mdCell(red.String(s)) }
+	code := func(s string) string {
+		if s == "" {
+			return "—"
+		}
+		// No backslash escapes in a code span: only the cell's end must be escaped.
+		s = strings.Join(strings.Fields(cleanText(red.String(s))), " ")
+		return "`" + strings.NewReplacer("`", "'", "|", `\|`).Replace(s) + "`"
+	}
+	b.WriteString("| | |\n|---|---|\n")
+	fact := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
+	vs := res.VirtualService
+	if vs != "" && res.Namespace != "" {
+		vs = res.Namespace + "/" + vs
+	}
+	fact("VirtualService", code(vs))
+	fact("route", code(res.Route))
+	fact("stable → canary", code(res.StableSubset)+" → "+code(res.CanarySubset))
+	if len(res.Final) > 0 {
+		fact("final weights", cell(traffic.DescribeWeights(res.Final)))
+	}
+	if asked := stepsAsked(res); asked > 0 && res.Outcome != rollout.DryRun {
+		fact("steps completed", fmt.Sprintf("%d of %d", stepsCompleted(res), asked))
+	}
+	fact("duration", human(span(res.StartedAt, res.FinishedAt)))
+	if res.FailedCheck != "" {
+		fact("failed check", code(oneLine(red, res.FailedCheck, maxFailedCheck)))
+	}
+	if res.Reason != "" {
+		fact("reason", cell(oneLine(red, res.Reason, maxReason)))
+	}
+	b.WriteString("\n")
+
+	if timedOnly(res) {
+		head, rest, _ := strings.Cut(strings.Replace(noAnalysisNote, "MESHROLL_PROMETHEUS_URL", "`MESHROLL_PROMETHEUS_URL`", 1), ": ")
+		fmt.Fprintf(&b, "> [!WARNING]\n> **%s:** %s\n\n", head, rest)
+	}
+	if len(res.Steps) == 0 {
+		return b.String()
+	}
+
+	b.WriteString("### Timeline\n\n| step | at | canary | weights after | changed |")
+	if res.Analysis {
+		b.WriteString(" analysis |")
+	}
+	b.WriteString("\n|---|---|---|---|---|")
+	if res.Analysis {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, s := range res.Steps {
+		fmt.Fprintf(&b, "| %s | %s | %d%% | %s | %s |", stepLabel(s), offset(res, s.StartedAt), canaryAfter(s), cell(traffic.DescribeWeights(s.After)), changed(s))
+		if res.Analysis {
+			fmt.Fprintf(&b, " %s |", stepVerdict(s))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+
+	if len(res.Steps) >= 2 {
+		writeChart(&b, res)
+	}
+
+	if slices.ContainsFunc(res.Steps, func(s rollout.Step) bool { return len(s.Windows) > 0 }) {
+		b.WriteString("### Analysis\n\n")
+		for i, s := range res.Steps {
+			if len(s.Windows) == 0 {
+				continue
+			}
+			if b.Len() > analysisBudget {
+				fmt.Fprintf(&b, "_The analysis of the remaining steps is left out to keep this summary short; every window is in %s._\n", ResultFile)
+				break
+			}
+			writeWindows(&b, res, res.Steps[i], cell)
+		}
+	}
+	return b.String()
+}
+
+// marker starts the headline: a sign a reader sees at a glance, next to the outcome's name.
+func marker(o rollout.Outcome) string {
+	switch o {
+	case rollout.CanaryFailed, rollout.Failed, rollout.Invalid:
+		return "❌"
+	case rollout.Inconclusive, rollout.Cancelled:
+		return "⚠️"
+	}
+	return "✅"
+}
+
+// canaryAfter is the canary weight a step left (or planned): its written weights when
+// known, else the weight it asked for.
+func canaryAfter(s rollout.Step) int {
+	if w, ok := weightOf(s.After, traffic.RoleCanary); ok {
+		return w
+	}
+	return s.CanaryWeight
+}
+
+func changed(s rollout.Step) string {
+	switch {
+	case s.Action == rollout.ActionPlan && s.Changed:
+		return "would change"
+	case s.Action == rollout.ActionPlan:
+		return "no change"
+	case s.Changed:
+		return "yes"
+	}
+	return "no, already in place"
+}
+
+// stepVerdict sums up a step's analysis for the timeline: its last window decides.
+func stepVerdict(s rollout.Step) string {
+	if len(s.Windows) == 0 {
+		return "—"
+	}
+	last := s.Windows[len(s.Windows)-1]
+	switch {
+	case len(last.Failed()) > 0:
+		return "❌ fail: " + checkNames(last.Failed())
+	case len(last.Errored()) > 0:
+		return "⚠️ error: " + checkNames(last.Errored())
+	case !passed(last):
+		return "no data"
+	}
+	tolerated := 0
+	for _, w := range s.Windows {
+		if !passed(w) {
+			tolerated++
+		}
+	}
+	if tolerated > 0 {
+		return fmt.Sprintf("✅ pass (%d windows, %d not passed)", len(s.Windows), tolerated)
+	}
+	return fmt.Sprintf("✅ pass (%d windows)", len(s.Windows))
+}
+
+func checkNames(rs []analysis.Result) string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = mdCell(r.Check)
+	}
+	return strings.Join(names, ", ")
+}
+
+// writeChart draws the canary weight at each step and, when analysis measured it, the
+// lowest canary success rate seen in each step's windows. Mermaid's xychart needs a value
+// at every step, so a step without one (the rollback, a final step that is not held)
+// repeats the one before it.
+func writeChart(b *strings.Builder, res rollout.Result) {
+	labels := make([]string, len(res.Steps))
+	weights := make([]string, len(res.Steps))
+	rates := make([]*float64, len(res.Steps))
+	measured := 0
+	for i, s := range res.Steps {
+		labels[i] = fmt.Sprintf("%q", stepLabel(s))
+		weights[i] = fmt.Sprint(canaryAfter(s))
+		for _, w := range s.Windows {
+			for _, r := range w.Results {
+				if r.Check == successRate && r.Canary != nil && (rates[i] == nil || *r.Canary < *rates[i]) {
+					v := *r.Canary
+					rates[i] = &v
+				}
+			}
+		}
+		if rates[i] != nil {
+			measured++
+		}
+	}
+	b.WriteString("### Canary weight\n\n```mermaid\nxychart-beta\n")
+	b.WriteString("    x-axis [" + strings.Join(labels, ", ") + "]\n")
+	b.WriteString("    y-axis \"%\" 0 --> 100\n")
+	b.WriteString("    line [" + strings.Join(weights, ", ") + "]\n")
+	if measured > 0 {
+		b.WriteString("    line [" + strings.Join(fillRates(rates), ", ") + "]\n")
+	}
+	b.WriteString("```\n\n")
+	if measured > 0 {
+		b.WriteString("Lines: the canary weight, and the lowest canary success rate (%) of each step's analysis windows (a step without windows repeats the previous value). The tables are the exact record.\n\n")
+	}
+}
+
+// fillRates carries each measured rate forward (and the first one back) over the gaps.
+func fillRates(rates []*float64) []string {
+	out := make([]string, len(rates))
+	var last *float64
+	for i := range rates {
+		if rates[i] != nil {
+			last = rates[i]
+		}
+		if last == nil {
+			continue
+		}
+		out[i] = analysis.Format(last)
+	}
+	for i := len(out) - 1; i >= 0; i-- {
+		if out[i] == "" {
+			out[i] = out[i+1]
+		}
+	}
+	return out
+}
+
+// writeWindows writes one step's latest windows as a table: one row per check.
+func writeWindows(b *strings.Builder, res rollout.Result, s rollout.Step, cell func(string) string) {
+	shown := s.Windows
+	rows := 0
+	for i := len(shown) - 1; i >= 0; i-- {
+		if len(s.Windows)-i > maxWindowsShown || (rows > 0 && rows+len(s.Windows[i].Results) > maxRowsShown) {
+			shown = s.Windows[i+1:]
+			break
+		}
+		rows += len(s.Windows[i].Results)
+	}
+	fmt.Fprintf(b, "#### %s, canary %d%%\n\n", stepTitleShort(s), s.CanaryWeight)
+	if omitted := len(s.Windows) - len(shown); omitted > 0 {
+		fmt.Fprintf(b, "_The latest %d of %d windows; %d earlier ones are in %s._\n\n", len(shown), len(s.Windows), omitted, ResultFile)
+	}
+	b.WriteString("| at | check | canary | stable | threshold | verdict |\n|---|---|---|---|---|---|\n")
+	for _, w := range shown {
+		for _, r := range w.Results {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", offset(res, w.At), cell(r.Check),
+				analysis.Format(r.Canary), analysis.Format(r.Stable), cell(r.Threshold), cell(verdictText(r)))
+		}
+	}
+	b.WriteString("\n")
+}
+
+func stepTitleShort(s rollout.Step) string {
+	if s.Action == rollout.ActionRollback {
+		return "Rollback"
+	}
+	return fmt.Sprintf("Step %d/%d", s.Index, s.Of)
+}
+
+// verdictText is a verdict and, when it has one, its message, cut to fit a cell.
+func verdictText(r analysis.Result) string {
+	text := string(r.Verdict)
+	switch r.Verdict {
+	case analysis.VerdictPass:
+		text = "✅ pass"
+	case analysis.VerdictFail:
+		text = "❌ fail"
+	case analysis.VerdictError:
+		text = "⚠️ error"
+	}
+	if r.Message == "" {
+		return text
+	}
+	msg := strings.Join(strings.Fields(r.Message), " ")
+	if utf8.RuneCountInString(msg) > maxCell {
+		msg = string([]rune(msg)[:maxCell-1]) + "…"
+	}
+	return text + ": " + msg
+}
+
+// mdCell makes text safe inside a Markdown table cell: one line, and no character that
+// would end the cell, start HTML, a link or emphasis.
+func mdCell(s string) string {
+	s = strings.Join(strings.Fields(cleanText(s)), " ")
+	return mdEscaper.Replace(s)
+}
+
+var mdEscaper = strings.NewReplacer(
+	`\`, `\\`, "|", `\|`, "<", "&lt;", ">", "&gt;", "*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`, "`", "\\`",
+)
