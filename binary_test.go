@@ -1,0 +1,399 @@
+package main
+
+// The built binary, run end to end against the real control plane in every CI mode: the
+// files it leaves, GitHub's output file parsed back to the outputs action.yml declares, and
+// no secret anywhere in what it printed or wrote.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/meshroll/meshroll/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const stack = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: default
+    route:
+    - destination: {host: reviews, subset: v1}
+`
+
+// builtBinary is meshroll built with the Dockerfile's own go build line, once per test run.
+var builtBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "meshroll-bin-")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "meshroll"), nil
+})
+
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, err := builtBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildOnce.Do(func() {
+		b := dockerfileGoBuild(t, stageNamed(t, parseDockerfile(t, "Dockerfile"), "build"), "e2e")
+		args := slices.Clone(b.args)
+		args[b.outIdx] = bin
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(os.Environ(), b.env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = string(out) + err.Error()
+		}
+	})
+	if buildErr != "" {
+		t.Fatalf("go build as in the Dockerfile: %s", buildErr)
+	}
+	return bin
+}
+
+var (
+	buildOnce sync.Once
+	buildErr  string
+)
+
+type binaryRun struct {
+	code           int
+	stdout, stderr string
+	out            string // MESHROLL_OUTPUT_DIR
+}
+
+// runBinary runs the binary with exactly env (no inherited variables but PATH).
+func runBinary(t *testing.T, env map[string]string) binaryRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t))
+	cmd.Env = append(environ(env), "PATH="+os.Getenv("PATH"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if exit, ok := err.(*exec.ExitError); ok {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return binaryRun{code: code, stdout: stdout.String(), stderr: stderr.String(), out: env["MESHROLL_OUTPUT_DIR"]}
+}
+
+// newStack creates the VirtualService (v1 100), its DestinationRule and an Available canary
+// Deployment in a fresh namespace.
+func newStack(t *testing.T, env *testenv.Env) string {
+	t.Helper()
+	ns := env.Namespace(t)
+	env.Apply(t, ns, stack+"---\n"+testenv.DeploymentManifest("reviews-v2", "v2"))
+	if err := env.SetDeploymentStatus(t.Context(), ns, "reviews-v2", true); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// A progression in each CI mode, with the cluster credentials given as a secret.
+func TestBinaryInEveryCI(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	kubeconfig, err := os.ReadFile(env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := readAction(t)
+	for _, tt := range []struct {
+		ci       string
+		timeout  string // MESHROLL_TIMEOUT: set with a long hold, the run fails and rolls back
+		echo     bool   // analysis through a proxy that echoes the request's credentials
+		wantCode int
+		want     map[string]string // outputs
+	}{
+		{ci: "github", wantCode: 0, want: map[string]string{"result": "promoted", "canary_weight": "100", "stable_weight": "0", "steps_completed": "3", "failed_check": "", "reason": ""}},
+		{ci: "github", timeout: "3s", wantCode: 1, want: map[string]string{"result": "failed", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0", "failed_check": ""}},
+		{ci: "gitlab", wantCode: 0, want: map[string]string{"result": "promoted", "canary_weight": "100", "stable_weight": "0", "steps_completed": "3"}},
+		{ci: "jenkins", wantCode: 0, want: map[string]string{"result": "promoted", "canary_weight": "100", "stable_weight": "0", "steps_completed": "3"}},
+		{ci: "plain", timeout: "3s", wantCode: 1, want: map[string]string{"result": "failed", "canary_weight": "0", "stable_weight": "100"}},
+		// A proxy in front of Prometheus that echoes the credentials in its error message.
+		{ci: "github", echo: true, wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0"}},
+	} {
+		name := tt.ci
+		if tt.timeout != "" {
+			name += "/timeout"
+		}
+		if tt.echo {
+			name += "/echoing-proxy"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ns := newStack(t, env)
+			dir := t.TempDir()
+			vars := map[string]string{
+				"MESHROLL_NAMESPACE":         ns,
+				"MESHROLL_VIRTUAL_SERVICE":   "reviews",
+				"MESHROLL_STABLE_SUBSET":     "v1",
+				"MESHROLL_CANARY_SUBSET":     "v2",
+				"MESHROLL_STEPS":             "25,50,100",
+				"MESHROLL_STEP_DURATION":     "0s",
+				"MESHROLL_CANARY_DEPLOYMENT": "reviews-v2",
+				"MESHROLL_KUBECONFIG":        string(kubeconfig),
+				"MESHROLL_OUTPUT_DIR":        filepath.Join(dir, "out"),
+				"HOME":                       dir,
+			}
+			if tt.timeout != "" {
+				vars["MESHROLL_STEP_DURATION"], vars["MESHROLL_TIMEOUT"] = "1m", tt.timeout
+			}
+			secrets := []string{string(kubeconfig)}
+			if tt.echo {
+				const token, tenant = "prom-token-0123456789", "tenant-secret-9876543210"
+				secrets = append(secrets, token, tenant)
+				proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusBadRequest)
+					fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":"rejected %s for tenant %s"}`,
+						r.Header.Get("Authorization"), r.Header.Get("X-Scope-OrgID"))
+				}))
+				t.Cleanup(proxy.Close)
+				vars["MESHROLL_PROMETHEUS_URL"] = proxy.URL
+				vars["MESHROLL_PROMETHEUS_TOKEN"] = token
+				vars["MESHROLL_PROMETHEUS_HEADERS"] = "X-Scope-OrgID: " + tenant
+				vars["MESHROLL_STABLE_WORKLOAD"] = "reviews-v1"
+				vars["MESHROLL_STEP_DURATION"] = "1m"
+			}
+			switch tt.ci {
+			case "github":
+				// The container environment of a `uses:` step: every input through runs.env.
+				with := map[string]string{}
+				for variable, value := range vars {
+					if strings.HasPrefix(variable, "MESHROLL_") {
+						with[inputName(variable)] = value
+					}
+				}
+				vars = githubEnv(t, action, with)
+				vars["HOME"] = dir
+				vars["GITHUB_ACTIONS"] = "true"
+				vars["GITHUB_OUTPUT"] = filepath.Join(dir, "github_output")
+				vars["GITHUB_STEP_SUMMARY"] = filepath.Join(dir, "step_summary")
+			case "gitlab":
+				vars["GITLAB_CI"] = "true"
+			case "jenkins":
+				vars["JENKINS_URL"] = "http://jenkins.example:8080/"
+			}
+
+			got := runBinary(t, vars)
+			if got.code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", got.code, tt.wantCode, got.stdout, got.stderr)
+			}
+			outputs := checkFiles(t, got.out)
+			for name, want := range tt.want {
+				if outputs[name] != want {
+					t.Errorf("outputs.env %s=%q, want %q", name, outputs[name], want)
+				}
+			}
+			if !strings.HasSuffix(strings.TrimSpace(got.stdout), ")") || !strings.Contains(lastLine(got.stdout), "result: "+tt.want["result"]) {
+				t.Errorf("last line of stdout %q, want the result line", lastLine(got.stdout))
+			}
+
+			files := map[string]string{"stdout": got.stdout, "stderr": got.stderr}
+			entries, _ := os.ReadDir(got.out)
+			for _, e := range entries {
+				files[e.Name()] = readFile(t, filepath.Join(got.out, e.Name()))
+			}
+			switch tt.ci {
+			case "github":
+				github := parseGitHubOutput(t, readFile(t, vars["GITHUB_OUTPUT"]))
+				if diff := cmp.Diff(outputs, github); diff != "" {
+					t.Errorf("GITHUB_OUTPUT differs from outputs.env (-outputs.env +GITHUB_OUTPUT):\n%s", diff)
+				}
+				var declared []string
+				for name := range action.Outputs {
+					declared = append(declared, name)
+				}
+				if diff := cmp.Diff(sorted(declared), sorted(keys(github))); diff != "" {
+					t.Errorf("GITHUB_OUTPUT names differ from action.yml's outputs (-declared +written):\n%s", diff)
+				}
+				summary := readFile(t, vars["GITHUB_STEP_SUMMARY"])
+				if !strings.Contains(summary, tt.want["result"]) {
+					t.Errorf("step summary lacks %q:\n%s", tt.want["result"], summary)
+				}
+				for _, want := range []string{"::add-mask::", "::group::", "::endgroup::"} {
+					if !strings.Contains(got.stdout, want) && !(tt.echo && want != "::add-mask::") { // an invalid run has no steps
+						t.Errorf("stdout lacks %s:\n%s", want, got.stdout)
+					}
+				}
+				if tt.wantCode != 0 && !strings.Contains(got.stdout, "::error") {
+					t.Errorf("a failed run gave no ::error annotation:\n%s", got.stdout)
+				}
+				files["GITHUB_OUTPUT"], files["GITHUB_STEP_SUMMARY"] = readFile(t, vars["GITHUB_OUTPUT"]), summary
+			case "gitlab":
+				for _, want := range []string{"section_start:", "section_end:"} {
+					if !strings.Contains(got.stdout, want) {
+						t.Errorf("stdout lacks %s:\n%s", want, got.stdout)
+					}
+				}
+			}
+			if tt.echo && !strings.Contains(got.stderr, "rejected Bearer ") {
+				t.Errorf("stderr lacks the proxy's message, redacted:\n%s", got.stderr)
+			}
+			assertNoSecrets(t, files, secrets[0], secrets[1:]...)
+		})
+	}
+}
+
+// checkFiles checks the four result files and returns outputs.env by output name.
+func checkFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	var result struct {
+		SchemaVersion int    `json:"schemaVersion"`
+		Result        string `json:"result"`
+		Steps         []any  `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "result.json"))), &result); err != nil {
+		t.Errorf("result.json: %v", err)
+	}
+	if result.SchemaVersion != 1 || result.Result == "" {
+		t.Errorf("result.json: schemaVersion %d, result %q", result.SchemaVersion, result.Result)
+	}
+	var suite struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+	}
+	if err := xml.Unmarshal([]byte(readFile(t, filepath.Join(dir, "junit.xml"))), &suite); err != nil {
+		t.Errorf("junit.xml: %v", err)
+	}
+	if failed := suite.Failures+suite.Errors > 0; suite.Tests == 0 || failed != (result.Result != "promoted") {
+		t.Errorf("junit.xml: %d tests, %d failures, %d errors for a %s run", suite.Tests, suite.Failures, suite.Errors, result.Result)
+	}
+	if summary := readFile(t, filepath.Join(dir, "summary.md")); !strings.Contains(summary, result.Result) {
+		t.Errorf("summary.md does not name the result %q:\n%s", result.Result, summary)
+	}
+	env := readFile(t, filepath.Join(dir, "outputs.env"))
+	if len(env) >= 5<<10 {
+		t.Errorf("outputs.env is %d bytes, want under 5 KB", len(env))
+	}
+	outputs := map[string]string{}
+	line := regexp.MustCompile(`^MESHROLL_([A-Z0-9_]+)=(.*)$`)
+	for _, l := range strings.Split(strings.TrimSuffix(env, "\n"), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("outputs.env line %q is not MESHROLL_NAME=value", l)
+			continue
+		}
+		outputs[strings.ToLower(m[1])] = m[2]
+	}
+	return outputs
+}
+
+// parseGitHubOutput reads GITHUB_OUTPUT: name=value lines and name<<DELIMITER blocks.
+func parseGitHubOutput(t *testing.T, text string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if name, delim, ok := strings.Cut(line, "<<"); ok && !strings.Contains(name, "=") {
+			var value []string
+			for sc.Scan() && sc.Text() != delim {
+				value = append(value, sc.Text())
+			}
+			out[name] = strings.Join(value, "\n")
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("GITHUB_OUTPUT line %q is neither name=value nor name<<DELIMITER", line)
+		}
+		out[name] = value
+	}
+	return out
+}
+
+// assertNoSecrets fails when a secret, or any line of the kubeconfig (the first secret) that
+// carries credentials, appears in an output, except in GitHub's ::add-mask:: commands.
+func assertNoSecrets(t *testing.T, files map[string]string, kubeconfig string, others ...string) {
+	t.Helper()
+	secrets := others
+	for _, l := range strings.Split(kubeconfig, "\n") {
+		if _, v, ok := strings.Cut(l, "-data: "); ok && len(v) >= 8 {
+			secrets = append(secrets, v)
+		}
+		if _, v, ok := strings.Cut(l, "token: "); ok && len(v) >= 8 {
+			secrets = append(secrets, v)
+		}
+	}
+	if len(secrets) == 0 {
+		t.Fatal("the test kubeconfig holds no credentials; the secret check would prove nothing")
+	}
+	for name, text := range files {
+		var kept []string
+		for _, l := range strings.Split(text, "\n") {
+			if !strings.HasPrefix(l, "::add-mask::") {
+				kept = append(kept, l)
+			}
+		}
+		text = strings.Join(kept, "\n")
+		for _, s := range secrets {
+			if strings.Contains(text, s) || strings.Contains(text, s[:len(s)/2]) {
+				t.Errorf("%s holds a secret (%.4s…)", name, s)
+			}
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func sorted(s []string) []string { slices.Sort(s); return s }
