@@ -1,17 +1,23 @@
-// Command demo runs meshroll against a local control plane: it starts etcd and
-// kube-apiserver with Istio's CRDs, creates a small Bookinfo-like namespace, runs the built
-// meshroll binary in progress mode with short steps while printing the weights the cluster
-// holds after each change, and stops everything it started. Run it with `make demo`.
+// Command demo runs two canary releases with metric analysis on a local stack: etcd and
+// kube-apiserver with Istio's CRDs, a simulated mesh (internal/meshsim) that routes steady
+// traffic by the VirtualService's weights and exports Istio's metrics, and a Prometheus that
+// scrapes it. The built meshroll binary first promotes a healthy v2 over v1, then rolls back a
+// v3 that answers 30% of its requests with 503. The weights the cluster holds are printed after
+// every change; everything started is stopped at the end, also on Ctrl-C. Run it with
+// `make demo`; it exits non-zero when a rollout does not end as expected.
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
-	"sort"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,13 +29,24 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/meshroll/meshroll/internal/meshsim"
 	"github.com/meshroll/meshroll/internal/testenv"
-	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-const namespace = "demo"
+const (
+	namespace  = "demo"
+	rps        = 50                    // steady load through the mesh
+	faultyRate = 0.3                   // share of v3's responses that are 503
+	latency    = 20 * time.Millisecond // every version's response time
+	scrape     = time.Second           // Prometheus's scrape interval
+)
 
+// versions are the deployed versions of reviews: subset vN runs as Deployment reviews-vN.
+var versions = []string{"v1", "v2", "v3"}
+
+// manifests: all traffic on v1; the DestinationRule defines a subset per version.
 const manifests = `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -38,16 +55,10 @@ metadata:
 spec:
   hosts: [reviews]
   http:
-  - name: tester
-    match:
-    - headers:
-        end-user: {exact: tester}
-    route:
-    - destination: {host: reviews, subset: v2}
   - name: default
-    retries: {attempts: 3, perTryTimeout: 2s}
     route:
     - destination: {host: reviews, subset: v1}
+      weight: 100
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -58,79 +69,185 @@ spec:
   subsets:
   - {name: v1, labels: {app: reviews, version: v1}}
   - {name: v2, labels: {app: reviews, version: v2}}
+  - {name: v3, labels: {app: reviews, version: v3}}
 `
 
+// rollout is one meshroll progression and how it must end.
+type rollout struct {
+	stable, canary string // subsets
+	errorRate      float64
+	wantExit       int
+	wantCheck      string // the check that must fail the canary; "" when it must be promoted
+}
+
+var rollouts = []rollout{
+	{stable: "v1", canary: "v2", wantExit: 0},
+	{stable: "v2", canary: "v3", errorRate: faultyRate, wantExit: 3, wantCheck: "success-rate"},
+}
+
+type options struct {
+	bin, steps     string
+	hold, interval time.Duration
+}
+
 func main() {
-	bin := flag.String("bin", "bin/meshroll", "the meshroll binary to run")
-	steps := flag.String("steps", "10,25,50,100", "MESHROLL_STEPS for the rollout")
-	hold := flag.Duration("hold", 2*time.Second, "MESHROLL_STEP_DURATION for the rollout")
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/meshroll", "the meshroll binary to run")
+	flag.StringVar(&o.steps, "steps", "20,50,100", "MESHROLL_STEPS of each rollout")
+	flag.DurationVar(&o.hold, "hold", 6*time.Second, "MESHROLL_STEP_DURATION of each rollout")
+	flag.DurationVar(&o.interval, "interval", 3*time.Second, "MESHROLL_ANALYSIS_INTERVAL of each rollout")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *steps, *hold); err != nil {
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
+		stop()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin, steps string, hold time.Duration) error {
+// run starts the stack (control plane, mesh, Prometheus, load) and runs the rollouts in
+// order. The deferred calls stop everything in reverse order, also when ctx is cancelled.
+func run(ctx context.Context, o options) error {
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
 	fmt.Println("demo: starting etcd and kube-apiserver with Istio's CRDs ...")
 	env, err := testenv.Start(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "demo: failed to stop the control plane:", err)
-		}
-		fmt.Println("demo: control plane stopped")
-	}()
+	defer stopping("control plane", env.Stop)
 	if err := setUp(ctx, env); err != nil {
 		return err
 	}
-	fmt.Printf("demo: namespace %s has VirtualService reviews (all traffic on v1), DestinationRule reviews, Deployments reviews-v1 and reviews-v2\n\n", namespace)
+	fmt.Printf("demo: namespace %s has VirtualService reviews (all traffic on v1), DestinationRule reviews and Deployments reviews-v1, -v2, -v3\n", namespace)
 
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() { defer close(watched); printWeights(watchCtx, env) }()
+	mesh, err := meshsim.Start(ctx, meshsim.Options{Istio: env.Istio, Namespace: namespace, VirtualService: "reviews", Versions: meshVersions()})
+	if err != nil {
+		return err
+	}
+	defer stopping("mesh", mesh.Close)
+	for _, v := range versions {
+		mesh.SetBehaviour(v, 0, latency)
+	}
+	prom, err := testenv.StartPrometheus(ctx, []string{mesh.MetricsAddr()}, scrape)
+	if err != nil {
+		return err
+	}
+	defer stopping("Prometheus", prom.Stop)
+	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, rps, nil) })()
+	fmt.Printf("demo: the mesh sends %d requests/s to reviews by the VirtualService's weights (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
+		rps, latency, prom.URL, scrape)
+	if err := waitForStable(ctx, prom, "reviews-v1", o.interval); err != nil {
+		return err
+	}
 
-	base := []string{
-		"KUBECONFIG=" + env.Kubeconfig,
-		"HOME=" + os.Getenv("HOME"),
+	w, err := watchWeights(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w) })()
+
+	out, err := os.MkdirTemp("", "meshroll-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(out)
+	d := &demo{bin: bin, relBin: o.bin, kubeconfig: env.Kubeconfig, mesh: mesh, out: out, common: []string{
 		"MESHROLL_NAMESPACE=" + namespace,
 		"MESHROLL_VIRTUAL_SERVICE=reviews",
-		"MESHROLL_STABLE_SUBSET=v1",
-		"MESHROLL_CANARY_SUBSET=v2",
-	}
-	runs := [][]string{
-		{"MESHROLL_MODE=status"},
-		{"MESHROLL_MODE=progress", "MESHROLL_STEPS=" + steps, "MESHROLL_STEP_DURATION=" + hold.String(), "MESHROLL_CANARY_DEPLOYMENT=reviews-v2"},
-		{"MESHROLL_MODE=rollback"},
-	}
-	for _, vars := range runs {
-		fmt.Printf("$ %s %s\n", strings.Join(vars, " "), bin)
-		cmd := exec.CommandContext(ctx, bin)
-		cmd.Env = append(append([]string{}, base...), vars...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		err := cmd.Run()
-		time.Sleep(200 * time.Millisecond) // let the watcher print the last change first
+		"MESHROLL_MODE=progress",
+		"MESHROLL_STEPS=" + o.steps,
+		"MESHROLL_STEP_DURATION=" + o.hold.String(),
+		"MESHROLL_PROMETHEUS_URL=" + prom.URL,
+		"MESHROLL_ANALYSIS_INTERVAL=" + o.interval.String(),
+		"MESHROLL_MIN_REQUESTS=10",
+		"MESHROLL_FAILURE_THRESHOLD=2",
+		"MESHROLL_CI=plain",
+	}}
+	fmt.Printf("demo: every run has KUBECONFIG=%s\n      %s\n", env.Kubeconfig, strings.Join(d.common, "\n      "))
+	var headlines []string
+	for i, r := range rollouts {
+		headline, err := d.rollout(ctx, i+1, r)
 		if err != nil {
-			stopWatch()
-			<-watched
-			return fmt.Errorf("meshroll %s: %w", vars[0], err)
+			return err
 		}
-		fmt.Println()
+		headlines = append(headlines, headline)
 	}
-	stopWatch()
-	<-watched
-	return printEvents(ctx, env)
+	fmt.Printf("\ndemo: done\n    %s\n", strings.Join(headlines, "\n    "))
+	return nil
 }
 
+// demo is what every rollout needs.
+type demo struct {
+	bin, relBin string // the meshroll binary, absolute and as given
+	kubeconfig  string
+	mesh        *meshsim.Mesh
+	out         string   // a directory for each run's MESHROLL_OUTPUT_DIR
+	common      []string // the MESHROLL_* variables every run has
+}
+
+// rollout makes the canary behave as r says, runs meshroll from r.stable to r.canary and
+// returns its headline, or an error when the rollout did not end as r expects.
+func (d *demo) rollout(ctx context.Context, n int, r rollout) (string, error) {
+	name := fmt.Sprintf("rollout %d", n)
+	d.mesh.SetBehaviour(r.canary, r.errorRate, latency)
+	health := "healthy"
+	if r.errorRate > 0 {
+		health = fmt.Sprintf("faulty: %.0f%% of its responses are 503", 100*r.errorRate)
+	}
+	fmt.Printf("\ndemo: %s: %s → %s, and %s is %s\n", name, r.stable, r.canary, r.canary, health)
+
+	dir := filepath.Join(d.out, strconv.Itoa(n))
+	vars := []string{
+		"MESHROLL_STABLE_SUBSET=" + r.stable,
+		"MESHROLL_CANARY_SUBSET=" + r.canary,
+		// Both Deployments must be Available; their names are also the workloads compared.
+		"MESHROLL_STABLE_DEPLOYMENT=reviews-" + r.stable,
+		"MESHROLL_CANARY_DEPLOYMENT=reviews-" + r.canary,
+		"MESHROLL_OUTPUT_DIR=" + dir,
+	}
+	fmt.Printf("$ %s %s\n", strings.Join(vars, " "), d.relBin)
+	environ := append([]string{"KUBECONFIG=" + d.kubeconfig, "HOME=" + os.Getenv("HOME")}, append(d.common, vars...)...)
+	code, err := meshroll(ctx, d.bin, environ)
+	time.Sleep(300 * time.Millisecond) // let the watcher print the last change first
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+
+	result, check := outcome(dir)
+	headline := fmt.Sprintf("%s: %s %s (exit %d)", name, r.canary, describe(result, check), code)
+	fmt.Println("demo:", headline)
+	if code != r.wantExit || check != r.wantCheck {
+		want := fmt.Sprintf("exit %d", r.wantExit)
+		if r.wantCheck != "" {
+			want = "rolled back by check " + r.wantCheck + ", " + want
+		}
+		return "", fmt.Errorf("%s did not end as expected (%s)", name, want)
+	}
+	return headline, nil
+}
+
+func meshVersions() []meshsim.Version {
+	var vs []meshsim.Version
+	for _, v := range versions {
+		vs = append(vs, meshsim.Version{Subset: v, Workload: "reviews-" + v})
+	}
+	return vs
+}
+
+// setUp creates the namespace, the VirtualService, the DestinationRule and the Deployments,
+// and marks the Deployments Available.
 func setUp(ctx context.Context, env *testenv.Env) error {
 	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("failed to create namespace %s: %w", namespace, err)
 	}
-	docs := manifests + "---" + testenv.DeploymentManifest("reviews-v1", "v1") + "---" + testenv.DeploymentManifest("reviews-v2", "v2")
+	docs := manifests
+	for _, v := range versions {
+		docs += "---" + testenv.DeploymentManifest("reviews-"+v, v)
+	}
 	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(docs), 4096)
 	resources := map[string]schema.GroupVersionResource{
 		"VirtualService":  {Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"},
@@ -139,8 +256,10 @@ func setUp(ctx context.Context, env *testenv.Env) error {
 	}
 	for {
 		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); err != nil {
+		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
 			break
+		} else if err != nil {
+			return fmt.Errorf("failed to decode the demo manifests: %w", err)
 		}
 		if len(obj.Object) == 0 {
 			continue
@@ -150,23 +269,97 @@ func setUp(ctx context.Context, env *testenv.Env) error {
 		}
 	}
 	// No controllers run here: play the Deployment controller.
-	for _, d := range []string{"reviews-v1", "reviews-v2"} {
-		if err := env.SetDeploymentStatus(ctx, namespace, d, true); err != nil {
+	for _, v := range versions {
+		if err := env.SetDeploymentStatus(ctx, namespace, "reviews-"+v, true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// printWeights prints the weights the cluster holds every time the VirtualService changes.
-func printWeights(ctx context.Context, env *testenv.Env) {
-	w, err := env.Istio.NetworkingV1().VirtualServices(namespace).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=reviews"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo: failed to watch the VirtualService:", err)
-		return
+// waitForStable waits until Prometheus can compute the stable workload's request rate over
+// one analysis window, so that the first window of the first step has something to compare.
+func waitForStable(ctx context.Context, prom *testenv.Prometheus, workload string, window time.Duration) error {
+	fmt.Printf("demo: waiting for Prometheus to have %s's requests ...\n", workload)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	query := fmt.Sprintf(`sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace=%q,destination_workload=%q}[%ds])) > 0`,
+		namespace, workload, int(window.Seconds()))
+	return prom.WaitForSeries(ctx, query)
+}
+
+// meshroll runs the binary with exactly the environment environ, streams its output and
+// returns its exit code.
+func meshroll(ctx context.Context, bin string, environ []string) (code int, err error) {
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = environ
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// On Ctrl-C meshroll gets the signal too and returns the traffic to stable: let it finish.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 15 * time.Second
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return 0, fmt.Errorf("interrupted: %w", ctx.Err())
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		return 0, err
 	}
+	return code, nil
+}
+
+// outcome reads how a run ended, MESHROLL_RESULT and MESHROLL_FAILED_CHECK, from the
+// outputs.env it wrote in dir (KEY=VALUE lines, as a later CI job reads them).
+func outcome(dir string) (result, check string) {
+	f, err := os.Open(filepath.Join(dir, "outputs.env"))
+	if err != nil {
+		return "", ""
+	}
+	defer f.Close()
+	for s := bufio.NewScanner(f); s.Scan(); {
+		switch k, v, _ := strings.Cut(s.Text(), "="); k {
+		case "MESHROLL_RESULT":
+			result = v
+		case "MESHROLL_FAILED_CHECK":
+			check = v
+		}
+	}
+	return result, check
+}
+
+// describe says how a run ended, for the headline.
+func describe(result, check string) string {
+	switch result {
+	case "":
+		return "ended without a result"
+	case "canary-failed":
+		return "rolled back by check " + check
+	}
+	return result
+}
+
+// watchWeights prints the weights the cluster holds and starts watching the VirtualService
+// from there. (A watch from "now", without a resourceVersion, can fail on this API server
+// with "Too large resource version" when other objects were written since the last change.)
+func watchWeights(ctx context.Context, env *testenv.Env) (watch.Interface, error) {
+	vss := env.Istio.NetworkingV1().VirtualServices(namespace)
+	vs, err := vss.Get(ctx, "reviews", metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("failed to get VirtualService %s/reviews: %w", namespace, err)
+	}
+	printVS(vs)
+	w, err := vss.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=reviews", ResourceVersion: vs.ResourceVersion})
+	if err != nil {
+		return nil, fmt.Errorf("failed to watch VirtualService %s/reviews: %w", namespace, err)
+	}
+	return w, nil
+}
+
+// printWeights prints the weights every time the VirtualService changes.
+func printWeights(ctx context.Context, w watch.Interface) {
 	defer w.Stop()
-	last := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,36 +368,46 @@ func printWeights(ctx context.Context, env *testenv.Env) {
 			if !ok {
 				return
 			}
-			vs, ok := ev.Object.(*clientnetworking.VirtualService)
-			if !ok {
-				continue
-			}
-			state, err := traffic.NewState(namespace, vs.Name, vs.ResourceVersion, &vs.Spec, traffic.Target{Namespace: namespace, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-			if err != nil {
-				continue
-			}
-			if line := traffic.DescribeWeights(state.Destinations); line != last {
-				fmt.Printf("    [cluster] VirtualService reviews, route %s: %s (resourceVersion %s)\n", state.Route, line, vs.ResourceVersion)
-				last = line
+			switch obj := ev.Object.(type) {
+			case *clientnetworking.VirtualService:
+				printVS(obj)
+			case *metav1.Status:
+				fmt.Fprintln(os.Stderr, "demo: watching the VirtualService failed:", obj.Message)
+				return
 			}
 		}
 	}
 }
 
-func printEvents(ctx context.Context, env *testenv.Env) error {
-	events, err := env.Kube.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("failed to list events: %w", err)
+func printVS(vs *clientnetworking.VirtualService) {
+	fmt.Printf("    [cluster] VirtualService reviews %s (resourceVersion %s)\n", weights(vs), vs.ResourceVersion)
+}
+
+// weights renders every HTTP route's weights: "route default: v1 0, v2 80, v3 20".
+func weights(vs *clientnetworking.VirtualService) string {
+	var routes []string
+	for _, r := range vs.Spec.Http {
+		var ds []string
+		for _, d := range r.Route {
+			ds = append(ds, fmt.Sprintf("%s %d", d.GetDestination().GetSubset(), d.Weight))
+		}
+		routes = append(routes, "route "+r.Name+": "+strings.Join(ds, ", "))
 	}
-	// In creation order (resourceVersions are increasing integers on this single API server).
-	sort.Slice(events.Items, func(i, j int) bool {
-		a, _ := strconv.Atoi(events.Items[i].ResourceVersion)
-		b, _ := strconv.Atoi(events.Items[j].ResourceVersion)
-		return a < b
-	})
-	fmt.Println("demo: Events recorded on the VirtualService (kubectl get events -n demo):")
-	for _, e := range events.Items {
-		fmt.Printf("    %s  %s  %s\n", e.Reason, e.InvolvedObject.Name, e.Message)
+	return strings.Join(routes, "; ")
+}
+
+// background runs f until the returned function cancels it and waits for it to return.
+func background(ctx context.Context, f func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); f(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func stopping(what string, stop func() error) {
+	if err := stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: failed to stop the %s: %v\n", what, err)
+		return
 	}
-	return nil
+	fmt.Printf("demo: %s stopped\n", what)
 }

@@ -132,7 +132,11 @@ func (r *Runner) logWindow(step Step, n int, w analysis.Window) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", res.Check, analysis.Format(res.Canary), analysis.Format(res.Stable), res.Threshold, res.Verdict, res.Message)
 	}
 	tw.Flush()
-	r.logf("step %d/%d window %d at %s:\n%s", step.Index, step.Of, n, w.At.UTC().Format(time.TimeOnly), strings.TrimRight(buf.String(), "\n"))
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	r.logf("step %d/%d window %d at %s:\n%s", step.Index, step.Of, n, w.At.UTC().Format(time.TimeOnly), strings.Join(lines, "\n"))
 }
 
 func firstMessage(w analysis.Window, v analysis.Verdict) string {
