@@ -20,7 +20,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -172,7 +171,7 @@ func New(s Settings) (*Analyzer, error) {
 		problem("the retry bounds (%d attempts, backoff %s) must not be negative", s.Retries, s.Backoff)
 	}
 	var checkErrs []error
-	templates := make([]*template.Template, len(s.Checks))
+	templates := make([]*queryTemplate, len(s.Checks))
 	names := map[string]int{}
 	for i, c := range s.Checks {
 		var errs []error
@@ -224,7 +223,7 @@ func New(s Settings) (*Analyzer, error) {
 	a.checks = builtinChecks(q, a.window)
 	data := templateData(q, a.window)
 	for i, c := range s.Checks {
-		rendered, err := render(templates[i], data)
+		rendered, err := templates[i].render(data)
 		if err != nil { // cannot happen: validateCheck rendered it with the same keys
 			return nil, fmt.Errorf("failed to render check %q: %w", c.Name, err)
 		}

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"text/template"
 
 	"sigs.k8s.io/yaml"
 )
@@ -17,7 +16,7 @@ import (
 // Check is a custom check: one PromQL query for the canary whose single value
 // must lie within [Min, Max] (each bound optional, at least one set).
 //
-// Query is a Go text/template rendered once per analyzer with these keys,
+// Query is a Go template (field placeholders only, see queryTemplate) rendered once per analyzer with these keys,
 // and no others (a misspelt key is an error, not "<no value>"):
 //
 //	{{.Namespace}}       the workloads' namespace
@@ -157,7 +156,7 @@ func decodeCheck(i int, item any) (Check, map[string]bool, []error) {
 // validateCheck checks one custom check and parses its template. names
 // collects the names seen so far to catch duplicates; fields in bad were
 // already reported as malformed.
-func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) (*template.Template, []error) {
+func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) (*queryTemplate, []error) {
 	where := entry(i, c.Name)
 	var errs []error
 	switch {
@@ -196,11 +195,11 @@ func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) (*
 	if strings.TrimSpace(c.Query) == "" {
 		return nil, append(errs, fmt.Errorf("%s: query is required", where))
 	}
-	tmpl, err := template.New(c.Name).Option("missingkey=error").Parse(c.Query)
+	tmpl, err := parseQuery(c.Name, c.Query)
 	if err != nil {
 		return nil, append(errs, fmt.Errorf("%s: query is not a valid template: %w", where, err))
 	}
-	rendered, err := render(tmpl, sampleData)
+	rendered, err := tmpl.render(sampleData)
 	switch {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("%s: query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): %w", where, err))
@@ -220,14 +219,6 @@ func templateData(q labels, window string) map[string]string {
 		"Reporter":       q.reporter,
 		"Interval":       window,
 	}
-}
-
-func render(tmpl *template.Template, data map[string]string) (string, error) {
-	var b strings.Builder
-	if err := tmpl.Execute(&b, data); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(b.String()), nil
 }
 
 func entry(i int, name string) string {

@@ -147,11 +147,19 @@ func TestParseChecksErrors(t *testing.T) {
 		{
 			name: "missing key is an error, not <no value>",
 			text: `[{name: typo-key, query: "sum(x{a=\"{{.CanaryWorkloud}}\"})", max: 1}]`,
-			want: []string{`check 1 (typo-key): query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): template: typo-key:1:11: executing "typo-key" at <.CanaryWorkloud>: map has no entry for key "CanaryWorkloud"`},
+			want: []string{`check 1 (typo-key): query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): template: typo-key:1:11: {{.CanaryWorkloud}}: map has no entry for key "CanaryWorkloud"`},
+		},
+		{
+			name: "only field placeholders",
+			text: `[{name: fn, query: "sum(x{a=\"{{printf \"%s\" .CanaryWorkload}}\"})", max: 1}, {name: cond, query: "{{if .Namespace}}x{{end}}", max: 1}]`,
+			want: []string{
+				`check 1 (fn): query is not a valid template: template: fn:1: function "printf" not defined`,
+				`check 2 (cond): query is not a valid template: template: cond:1:5: {{if .Namespace}}x{{end}} is not supported; use only {{.Field}} placeholders such as {{.CanaryWorkload}}`,
+			},
 		},
 		{
 			name: "renders to nothing",
-			text: `[{name: blank, query: "{{if false}}x{{end}}", max: 1}]`,
+			text: `[{name: blank, query: "{{/* nothing */}}", max: 1}]`,
 			want: []string{"check 1 (blank): query renders to nothing"},
 		},
 	}

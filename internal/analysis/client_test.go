@@ -378,7 +378,7 @@ func TestNewRejects(t *testing.T) {
 				"the stable workload is required (its destination_workload label, MESHROLL_STABLE_WORKLOAD)",
 				`the reporter "sidecar" is neither "destination" nor "source" (MESHROLL_REPORTER)`,
 				"the retry bounds (-1 attempts, backoff 500ms) must not be negative",
-				`check 1 (x): query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): template: x:1:2: executing "x" at <.Nope>: map has no entry for key "Nope"`,
+				`check 1 (x): query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): template: x:1:2: {{.Nope}}: map has no entry for key "Nope"`,
 			},
 		},
 		{
