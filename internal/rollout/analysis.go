@@ -79,6 +79,10 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 	end := step.StartedAt.Add(d)
 	judged := false
 	var lastNoData string
+	// unevaluated is why the last window that was not judged could not be evaluated (nil when
+	// it had no data): when it ends a step without a judged window, Prometheus or a query is at
+	// fault, not the canary's traffic, and that is a runtime failure rather than inconclusive.
+	var unevaluated error
 	for n := 1; ; n++ {
 		at := step.StartedAt.Add(time.Duration(n) * interval)
 		if at.After(end) {
@@ -96,6 +100,7 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 			if err := j.trouble(err); err != nil {
 				return err
 			}
+			unevaluated = err
 			continue
 		}
 		step.Windows = append(step.Windows, w)
@@ -105,14 +110,19 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 		}
 		if w.Judged() {
 			judged = true
+		} else if errored := w.Errored(); len(errored) > 0 {
+			unevaluated = fmt.Errorf("check %s could not be evaluated: %s", errored[0].Check, errored[0].Message)
 		} else if msg := firstMessage(w, analysis.VerdictNoData); msg != "" {
-			lastNoData = msg
+			lastNoData, unevaluated = msg, nil
 		}
 	}
 	if err := r.Hold(ctx, end.Sub(r.Now())); err != nil {
 		return err
 	}
 	if !judged {
+		if unevaluated != nil {
+			return fmt.Errorf("step %d/%d held %s without one judged window because metric analysis could not be evaluated: %w", step.Index, step.Of, d, unevaluated)
+		}
 		why := "no window was evaluated"
 		if lastNoData != "" {
 			why = lastNoData

@@ -194,6 +194,34 @@ func TestAnalysis(t *testing.T) {
 			want: Promoted, wantWrites: []int{25, 50, 100}, wantWindows: []int{1, 2, 0},
 		},
 		{
+			// A threshold above the windows of a step cannot be reached before the step ends:
+			// Prometheus, not the canary's traffic, left it unjudged.
+			name:  "Prometheus down, one window per step: failed, not inconclusive",
+			cfg:   analyzedCfg(config.ModeProgress, func(c *config.Config) { c.StepDuration = 30 * time.Second }),
+			judge: func(int, int) (analysis.Window, error) { return analysis.Window{}, down },
+			want:  Failed, wantWrites: []int{25, 0}, wantWindows: []int{0, 0},
+			wantReason: "step 1/3 held 30s without one judged window because metric analysis could not be evaluated: failed to evaluate the canary: prometheus unavailable",
+		},
+		{
+			name:  "a query failing, one window per step: failed, not inconclusive",
+			cfg:   analyzedCfg(config.ModeProgress, func(c *config.Config) { c.StepDuration = 30 * time.Second }),
+			judge: func(int, int) (analysis.Window, error) { return broken, nil },
+			want:  Failed, wantWrites: []int{25, 0}, wantWindows: []int{1, 0},
+			wantReason: "step 1/3 held 30s without one judged window because metric analysis could not be evaluated: check success-rate could not be evaluated",
+		},
+		{
+			name: "Prometheus down, then no data: inconclusive",
+			cfg:  analyzedCfg(config.ModeProgress, nil),
+			judge: func(_, n int) (analysis.Window, error) {
+				if n == 1 {
+					return analysis.Window{}, down
+				}
+				return noData, nil
+			},
+			want: Inconclusive, wantWrites: []int{25, 0}, wantWindows: []int{1, 0},
+			wantReason: "inconclusive: step 1/3 held 1m0s without one judged window (the canary served 3 requests",
+		},
+		{
 			name:  "a query keeps failing: failed, back to stable",
 			cfg:   analyzedCfg(config.ModeProgress, nil),
 			judge: func(int, int) (analysis.Window, error) { return broken, nil },

@@ -1,0 +1,587 @@
+package app
+
+// End-to-end tests of metric analysis: meshroll runs in-process (app.Main) against a real
+// kube-apiserver, a real Prometheus scraping every second, and meshsim, a data plane that routes
+// real HTTP requests by the VirtualService and exports Istio's standard metrics. Each test has
+// its own namespace, mesh, load and Prometheus, so they run in parallel.
+//
+//	MESHROLL_TEST_ASSETS=$HOME/.cache/meshroll/k8s-v1.37.2 CI=true go test -count=1 -run TestCanaryAnalysis ./internal/app/
+//
+// With the default -parallel (GOMAXPROCS) two of them run at a time; -parallel 8 runs them all
+// at once (they mostly wait for windows, not for the CPU).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/meshroll/meshroll/internal/meshsim"
+	"github.com/meshroll/meshroll/internal/testenv"
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// analysisStack is a reviews service whose catch-all route "default" sends everything to v1
+// (meshroll appends the v2 destination), and a route that pins requests carrying
+// "x-pin: stable" to v1: callers that send it never reach the canary, whatever the weights.
+const analysisStack = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - name: pinned
+    match:
+    - headers:
+        x-pin: {exact: stable}
+    route:
+    - destination: {host: reviews, subset: v1}
+  - name: default
+    route:
+    - destination: {host: reviews, subset: v1}
+`
+
+const (
+	scrapeInterval = time.Second
+	// rigSetupTimeout bounds everything before meshroll starts: the mesh, Prometheus (ready in
+	// a few seconds, first scrape ~5s later) and the stable's first data, on a busy 2-core box.
+	rigSetupTimeout = 2 * time.Minute
+	// runTimeout bounds one meshroll run in a test; the runs here take 6-20s.
+	runTimeout = 90 * time.Second
+)
+
+// pinnedToStable is the header of the "pinned" route.
+var pinnedToStable = http.Header{"X-Pin": {"stable"}}
+
+// rig is one namespace with the analysis stack, a mesh following its VirtualService, load on
+// the mesh and a Prometheus scraping it, with data for the stable workload.
+type rig struct {
+	env  *testenv.Env
+	ns   string
+	mesh *meshsim.Mesh
+	prom *testenv.Prometheus
+}
+
+type rigOptions struct {
+	rps    int         // load on the mesh front
+	header http.Header // on every request of the load; nil for none
+}
+
+func newRig(tb testing.TB, o rigOptions) *rig {
+	tb.Helper()
+	env := testenv.Get(tb)
+	ns := env.Namespace(tb)
+	env.Apply(tb, ns, strings.Join([]string{analysisStack, testenv.DeploymentManifest("reviews-v1", "v1"), testenv.DeploymentManifest("reviews-v2", "v2")}, "\n---\n"))
+	for _, d := range []string{"reviews-v1", "reviews-v2"} {
+		if err := env.SetDeploymentStatus(tb.Context(), ns, d, true); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	setup, cancel := context.WithTimeout(tb.Context(), rigSetupTimeout)
+	defer cancel()
+	mesh, err := meshsim.Start(setup, meshsim.Options{
+		Istio: env.Istio, Namespace: ns, VirtualService: "reviews",
+		Versions: []meshsim.Version{{Subset: "v1", Workload: "reviews-v1"}, {Subset: "v2", Workload: "reviews-v2"}},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := mesh.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	prom, err := testenv.StartPrometheus(setup, []string{mesh.MetricsAddr()}, scrapeInterval)
+	if errors.Is(err, testenv.ErrAssetsMissing) && os.Getenv("CI") != "true" {
+		tb.Skip(err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := prom.Stop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	// Cleanups run last in, first out: the load stops before the mesh closes.
+	load, stopLoad := context.WithCancel(context.Background())
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		mesh.Load(load, o.rps, o.header)
+	}()
+	tb.Cleanup(func() { stopLoad(); <-loaded })
+
+	// meshroll's preflight needs requests of the stable workload in Prometheus: the same
+	// query, so that the run starts as soon as it can pass.
+	start := time.Now()
+	if err := prom.WaitForSeries(setup, volumeQuery(ns, "reviews-v1", "", "5m")+" > 0"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("stable data in Prometheus %v after it was ready", time.Since(start).Round(time.Millisecond))
+	return &rig{env: env, ns: ns, mesh: mesh, prom: prom}
+}
+
+// volumeQuery is the request count of a workload over window, as meshroll's request-volume
+// check writes it; codes (a regular expression) narrows it to some response codes.
+func volumeQuery(ns, workload, codes, window string) string {
+	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`, ns, workload)
+	if codes != "" {
+		sel += fmt.Sprintf(",response_code=~%q", codes)
+	}
+	return fmt.Sprintf(`sum(increase(istio_requests_total{%s}[%s]))`, sel, window)
+}
+
+// environ is the environment of a meshroll progression with analysis against the rig: steps
+// 20,50,100 held 6s each, judged every 3s; vars override (later entries win).
+func (r *rig) environ(tb testing.TB, vars ...string) []string {
+	return append([]string{
+		"KUBECONFIG=" + r.env.Kubeconfig,
+		"HOME=" + tb.TempDir(),
+		"PATH=" + os.Getenv("PATH"),
+		"MESHROLL_NAMESPACE=" + r.ns,
+		"MESHROLL_VIRTUAL_SERVICE=reviews",
+		"MESHROLL_STABLE_SUBSET=v1",
+		"MESHROLL_CANARY_SUBSET=v2",
+		"MESHROLL_CANARY_DEPLOYMENT=reviews-v2",
+		"MESHROLL_CI=plain",
+		"MESHROLL_OUTPUT_DIR=" + tb.TempDir(),
+		"MESHROLL_PROMETHEUS_URL=" + r.prom.URL,
+		"MESHROLL_STABLE_WORKLOAD=reviews-v1",
+		"MESHROLL_CANARY_WORKLOAD=reviews-v2",
+		"MESHROLL_STEPS=20,50,100",
+		"MESHROLL_ANALYSIS_INTERVAL=3s",
+		"MESHROLL_STEP_DURATION=6s",
+		"MESHROLL_MIN_REQUESTS=5",
+		// A safety net: a run that hangs ends (exit 1) long before the test's deadline.
+		"MESHROLL_TIMEOUT=" + runTimeout.String(),
+	}, vars...)
+}
+
+// liveBuffer is an output that a test reads while meshroll writes it.
+type liveBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *liveBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *liveBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// running is a meshroll run in progress.
+type running struct {
+	stdout, stderr liveBuffer
+	cancel         context.CancelFunc
+	done           chan struct{}
+	code           int
+	started        time.Time
+	took           time.Duration
+}
+
+// start runs meshroll in-process, as main.go does, until it ends or cancel is called.
+func (r *rig) start(tb testing.TB, vars ...string) *running {
+	tb.Helper()
+	environ := r.environ(tb, vars...)
+	ctx, cancel := context.WithCancel(tb.Context())
+	m := &running{cancel: cancel, done: make(chan struct{}), started: time.Now()}
+	go func() {
+		defer close(m.done)
+		m.code = Main(ctx, environ, &m.stdout, &m.stderr)
+		m.took = time.Since(m.started)
+	}()
+	tb.Cleanup(func() { cancel(); <-m.done })
+	return m
+}
+
+// wait waits for the run to end and returns what it printed.
+func (m *running) wait(tb testing.TB) run {
+	tb.Helper()
+	select {
+	case <-m.done:
+	case <-time.After(runTimeout + 30*time.Second):
+		tb.Fatalf("meshroll still running after %v\nstdout:\n%s\nstderr:\n%s", time.Since(m.started), m.stdout.String(), m.stderr.String())
+	}
+	if _, bench := tb.(*testing.B); bench {
+		// A benchmark's log is always printed: keep it short.
+		tb.Logf("meshroll ran %v, exit %d", m.took.Round(time.Millisecond), m.code)
+	} else {
+		tb.Logf("meshroll ran %v, exit %d\nstdout:\n%s\nstderr:\n%s", m.took.Round(time.Millisecond), m.code, m.stdout.String(), m.stderr.String())
+	}
+	return run{code: m.code, stdout: m.stdout.String(), stderr: m.stderr.String()}
+}
+
+// waitForOutput waits until stdout matches re, and returns the first match.
+func (m *running) waitForOutput(tb testing.TB, re *regexp.Regexp) string {
+	tb.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if match := re.FindString(m.stdout.String()); match != "" {
+			return match
+		}
+		select {
+		case <-m.done:
+			if match := re.FindString(m.stdout.String()); match != "" {
+				return match
+			}
+			tb.Fatalf("meshroll ended (exit %d) before printing %q\nstdout:\n%s\nstderr:\n%s", m.code, re, m.stdout.String(), m.stderr.String())
+		case <-tb.Context().Done():
+			tb.Fatalf("the test ended before meshroll printed %q", re)
+		case <-tick.C:
+		}
+	}
+}
+
+// judgedWindow matches a window table of step 1 in which every check passed (the step counts
+// as judged): the header line, then only rows with the verdict pass.
+var judgedWindow = regexp.MustCompile(`step 1/\d+ window \d+ at [0-9:]+:\n  check +canary +stable +threshold +verdict *\n(  [a-z0-9-]+ {2,}\S+ {2,}\S+ {2,}\S.*? {2,}pass *\n)+`)
+
+// expect fails the test unless the run exited with code and printed the result.
+func (g run) expect(tb testing.TB, code int, result string) {
+	tb.Helper()
+	if g.code != code || !strings.Contains(g.stdout, "result: "+result) {
+		tb.Fatalf("exit %d, want %d with result %s\nstdout:\n%s\nstderr:\n%s", g.code, code, result, g.stdout, g.stderr)
+	}
+}
+
+func (g run) expectOutput(tb testing.TB, want ...string) {
+	tb.Helper()
+	for _, w := range want {
+		if !strings.Contains(g.stdout+g.stderr, w) {
+			tb.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", w, g.stdout, g.stderr)
+		}
+	}
+}
+
+func (r *rig) expectWeights(tb testing.TB, want string) {
+	tb.Helper()
+	vs, err := r.env.Istio.NetworkingV1().VirtualServices(r.ns).Get(context.Background(), "reviews", metav1.GetOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	state, err := traffic.NewState(r.ns, "reviews", vs.ResourceVersion, &vs.Spec, traffic.Target{Namespace: r.ns, VirtualService: "reviews", Route: "default", StableSubset: "v1", CanarySubset: "v2"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got := traffic.DescribeWeights(state.Destinations); got != want {
+		tb.Errorf("weights in the cluster = %s, want %s", got, want)
+	}
+}
+
+// canaryWeight is v2's weight in the route "default".
+func canaryWeight(vs *networkingv1.VirtualService) int {
+	for _, h := range vs.Spec.GetHttp() {
+		if h.GetName() != "default" {
+			continue
+		}
+		w := 0
+		for _, d := range h.GetRoute() {
+			if d.GetDestination().GetSubset() == "v2" {
+				w += int(d.GetWeight())
+			}
+		}
+		return w
+	}
+	return 0
+}
+
+// weightWatch records every canary weight the API server reports for the VirtualService,
+// through a watch, so that no write escapes it however short-lived.
+type weightWatch struct {
+	mu   sync.Mutex
+	seen []int // successive distinct weights
+	max  int
+}
+
+// watchCanary starts recording; onChange (may be nil) is called in the watch's goroutine
+// with each new weight.
+func (r *rig) watchCanary(tb testing.TB, onChange func(weight int)) *weightWatch {
+	tb.Helper()
+	client := r.env.Istio.NetworkingV1().VirtualServices(r.ns)
+	vs, err := client.Get(tb.Context(), "reviews", metav1.GetOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &weightWatch{}
+	w.record(canaryWeight(vs), onChange)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rv := vs.ResourceVersion
+		for ctx.Err() == nil {
+			watcher, err := client.Watch(ctx, metav1.ListOptions{
+				FieldSelector:   fields.OneTermEqualSelector("metadata.name", "reviews").String(),
+				ResourceVersion: rv,
+			})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range watcher.ResultChan() {
+				if vs, ok := ev.Object.(*networkingv1.VirtualService); ok {
+					rv = vs.ResourceVersion
+					w.record(canaryWeight(vs), onChange)
+				}
+			}
+			watcher.Stop()
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+func (w *weightWatch) record(weight int, onChange func(int)) {
+	w.mu.Lock()
+	if n := len(w.seen); n > 0 && w.seen[n-1] == weight {
+		w.mu.Unlock()
+		return
+	}
+	w.seen = append(w.seen, weight)
+	w.max = max(w.max, weight)
+	w.mu.Unlock()
+	if onChange != nil {
+		onChange(weight)
+	}
+}
+
+func (w *weightWatch) history() ([]int, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.seen...), w.max
+}
+
+// A healthy canary is judged at every step and promoted.
+func TestCanaryAnalysisHealthy(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80})
+	got := r.start(t).wait(t)
+	got.expect(t, 0, "promoted")
+	r.expectWeights(t, "v1 0, v2 100")
+	got.expectOutput(t, "step 1/3: holding 6s, judging the canary every 3s", "step 2/3 window 2 at", "step 3/3: reviews v1 50 → 0, v2 50 → 100")
+	if strings.Contains(got.stdout, " fail ") || strings.Contains(got.stdout, "rollback") {
+		t.Errorf("a healthy canary failed a check or was rolled back:\n%s", got.stdout)
+	}
+	if !judgedWindow.MatchString(got.stdout) {
+		t.Errorf("no window of step 1 was judged with every check passing:\n%s", got.stdout)
+	}
+}
+
+// A canary that starts answering 5xx once it has the second step's weight fails the
+// success-rate check there: all traffic returns to stable and the third step is never taken.
+func TestCanaryAnalysisErrorsFromSecondStep(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80})
+	const second = 40
+	flipped := make(chan time.Time, 1)
+	var once sync.Once
+	watch := r.watchCanary(t, func(w int) {
+		if w == second {
+			once.Do(func() {
+				r.mesh.SetBehaviour("v2", 1, 0)
+				flipped <- time.Now()
+			})
+		}
+	})
+	m := r.start(t, "MESHROLL_STEPS=20,40,70,100")
+	got := m.wait(t)
+	got.expect(t, 3, "canary-failed")
+	r.expectWeights(t, "v1 100, v2 0")
+	select {
+	case at := <-flipped:
+		t.Logf("the canary failed from %v after the start", at.Sub(m.started).Round(time.Millisecond))
+	default:
+		t.Errorf("the canary never had weight %d", second)
+	}
+	seen, maxWeight := watch.history()
+	t.Logf("canary weights seen: %v", seen)
+	if maxWeight != second {
+		t.Errorf("the canary reached weight %d (history %v); the step after the failure (%d) must never be taken", maxWeight, seen, second)
+	}
+	got.expectOutput(t, "check success-rate failed", "step 2/4 window 2 at", "rollback: reviews v1 60 → 100, v2 40 → 0")
+	if strings.Contains(got.stdout, "step 3/4") {
+		t.Errorf("step 3 was started:\n%s", got.stdout)
+	}
+}
+
+// A canary that is slower than MESHROLL_MAX_LATENCY_P99 but answers every request fails
+// latency-p99 alone.
+func TestCanaryAnalysisLatencyRegression(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80})
+	r.mesh.SetBehaviour("v2", 0, 250*time.Millisecond)
+	got := r.start(t, "MESHROLL_MAX_LATENCY_P99=100").wait(t)
+	got.expect(t, 3, "canary-failed")
+	r.expectWeights(t, "v1 100, v2 0")
+	got.expectOutput(t, "check latency-p99 failed", "is above 100 ms")
+	// Built-ins are judged in order, so a failed success rate would have been named first.
+	if strings.Contains(got.stdout+got.stderr, "check success-rate failed") {
+		t.Errorf("the success rate failed, but the canary answered every request")
+	}
+}
+
+// When every caller is pinned to stable by a header route, the canary gets no request: no
+// window can be judged, the step is inconclusive and traffic returns to stable.
+func TestCanaryAnalysisNoCanaryTraffic(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80, header: pinnedToStable})
+	got := r.start(t).wait(t)
+	got.expect(t, 4, "inconclusive")
+	r.expectWeights(t, "v1 100, v2 0")
+	got.expectOutput(t, "step 1/3 held 6s without one judged window", "no requests recorded for the canary", "rollback: reviews v1 80 → 100, v2 20 → 0")
+	if n := r.mesh.Requests("v2"); n != 0 {
+		t.Errorf("the canary served %d requests; the pinned route should have kept them all on v1", n)
+	}
+	if strings.Contains(got.stdout, "step 2/3") {
+		t.Errorf("an inconclusive step was followed by the next:\n%s", got.stdout)
+	}
+}
+
+// Prometheus going away mid-run leaves the canary unjudgeable: after
+// MESHROLL_FAILURE_THRESHOLD windows in a row without an answer, traffic returns to stable
+// and meshroll exits 1.
+func TestCanaryAnalysisPrometheusStopped(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80})
+	// Three windows in the first step: Prometheus stops after a judged one (so the step
+	// itself is not inconclusive) and the next two find it gone.
+	m := r.start(t, "MESHROLL_STEP_DURATION=9s", "MESHROLL_FAILURE_THRESHOLD=2")
+	m.waitForOutput(t, judgedWindow)
+	if err := r.prom.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	got := m.wait(t)
+	t.Logf("meshroll ended %v after Prometheus stopped", time.Since(stopped).Round(time.Millisecond))
+	got.expect(t, 1, "failed")
+	r.expectWeights(t, "v1 100, v2 0")
+	got.expectOutput(t, "metric analysis failed in 2 windows in a row (MESHROLL_FAILURE_THRESHOLD=2)", "prometheus unavailable", "rollback: reviews")
+}
+
+// A custom business check fails while every built-in passes: the canary's 5xx rate must be 0,
+// and 20% errors are within MESHROLL_MIN_SUCCESS_RATE=50.
+func TestCanaryAnalysisCustomCheck(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80})
+	r.mesh.SetBehaviour("v2", 0.2, 0)
+	checks, err := json.Marshal([]map[string]any{{
+		"name":  "canary-5xx",
+		"query": `sum(rate(istio_requests_total{reporter="{{.Reporter}}",destination_workload_namespace="{{.Namespace}}",destination_workload="{{.CanaryWorkload}}",response_code=~"5.."}[{{.Interval}}]))`,
+		"max":   0,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.start(t, "MESHROLL_CHECKS="+string(checks), "MESHROLL_MIN_SUCCESS_RATE=50").wait(t)
+	got.expect(t, 3, "canary-failed")
+	r.expectWeights(t, "v1 100, v2 0")
+	got.expectOutput(t, "check canary-5xx failed", "is above the maximum 0")
+	if !regexp.MustCompile(`  success-rate {2,}[0-9.]+ {2,}\S+ {2,}≥ 50% {2,}pass`).MatchString(got.stdout) {
+		t.Errorf("no window shows the success rate passing:\n%s", got.stdout)
+	}
+}
+
+// A cancel during a held step (SIGINT/SIGTERM in main.go) returns traffic to stable within
+// the 5s a CI system gives before it kills the process, and exits 130.
+func TestCanaryAnalysisCancelled(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 80})
+	m := r.start(t, "MESHROLL_STEP_DURATION=60s")
+	m.waitForOutput(t, regexp.MustCompile(`step 1/3 window 1 at`))
+	m.cancel()
+	cancelled := time.Now()
+	var back time.Duration
+	client := r.env.Istio.NetworkingV1().VirtualServices(r.ns)
+	for back == 0 {
+		vs, err := client.Get(t.Context(), "reviews", metav1.GetOptions{})
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case canaryWeight(vs) == 0:
+			back = time.Since(cancelled)
+		case time.Since(cancelled) > 15*time.Second:
+			t.Fatalf("the canary still has weight %d %v after the cancel", canaryWeight(vs), time.Since(cancelled))
+		default:
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("traffic back on stable %v after the cancel", back.Round(time.Millisecond))
+	if back > 5*time.Second {
+		t.Errorf("traffic returned to stable %v after the cancel, want within 5s", back)
+	}
+	got := m.wait(t)
+	got.expect(t, 130, "cancelled")
+	r.expectWeights(t, "v1 100, v2 0")
+	got.expectOutput(t, "rollback: reviews v1 80 → 100, v2 20 → 0")
+}
+
+// Analysis input that cannot work stops the run before the first write, with exit 2: a custom
+// query Prometheus rejects (its message shown), and a stable workload label that matches no
+// data.
+func TestCanaryAnalysisPreflight(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{rps: 50})
+	tests := []struct {
+		name string
+		vars []string
+		want []string
+	}{
+		{
+			name: "promql syntax error",
+			vars: []string{`MESHROLL_CHECKS=[{"name": "canary-errors", "query": "sum(rate(istio_requests_total{destination_workload=\"{{.CanaryWorkload}}\"}[{{.Interval}}])", "max": 0}]`},
+			want: []string{"check canary-errors (canary)", "Prometheus rejected it", "parse error", "unclosed left parenthesis"},
+		},
+		{
+			name: "wrong stable workload",
+			vars: []string{"MESHROLL_STABLE_WORKLOAD=reviews"},
+			want: []string{"MESHROLL_STABLE_WORKLOAD", `destination_workload="reviews"`, "no requests recorded for the stable workload"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rvBefore := resourceVersion(t, r.env, r.ns, "reviews")
+			got := r.start(t, tt.vars...).wait(t)
+			got.expect(t, 2, "invalid")
+			for _, w := range tt.want {
+				if !strings.Contains(got.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, got.stderr)
+				}
+			}
+			if rv := resourceVersion(t, r.env, r.ns, "reviews"); rv != rvBefore {
+				t.Errorf("the VirtualService was written: resourceVersion %s → %s", rvBefore, rv)
+			}
+		})
+	}
+}
