@@ -252,8 +252,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		step := Step{Index: i + 1, Of: len(weights), Action: ActionSet, CanaryWeight: w, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
 		applied, err := r.Traffic.SetCanaryWeight(ctx, w)
-		written := err == nil
-		if written {
+		if err == nil {
 			step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
 			res.Final, changed = applied.After, changed || applied.Changed
 			r.logStep(step, cfg.VirtualService, applied)
@@ -267,9 +266,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 					err = r.Hold(ctx, hold)
 				}
 			}
-		}
-		if written {
-			res.Steps = append(res.Steps, step)
+			res.Steps = append(res.Steps, step) // after the hold: with its windows
 		}
 		r.Log.StepDone(step)
 		if err != nil {
