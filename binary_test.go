@@ -51,6 +51,9 @@ spec:
     - destination: {host: reviews, subset: v1}
 `
 
+// binaryVersion is the VERSION build argument the tests build with.
+const binaryVersion = "test-1.2.3"
+
 // builtBinary is meshroll built with the Dockerfile's own go build line, once per test run.
 var builtBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "meshroll-bin-")
@@ -67,7 +70,7 @@ func binary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	buildOnce.Do(func() {
-		b := dockerfileGoBuild(t, stageNamed(t, parseDockerfile(t, "Dockerfile"), "build"), "e2e")
+		b := dockerfileGoBuild(t, stageNamed(t, parseDockerfile(t, "Dockerfile"), "build"), binaryVersion)
 		args := slices.Clone(b.args)
 		args[b.outIdx] = bin
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"debug/elf"
 	"fmt"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
@@ -732,20 +730,8 @@ func TestDockerfileBuildsStaticVersionedBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds meshroll; skipped with -short")
 	}
-	const version = "test-1.2.3"
-	b := dockerfileGoBuild(t, stageNamed(t, parseDockerfile(t, "Dockerfile"), "build"), version)
-
-	bin := filepath.Join(t.TempDir(), "meshroll")
-	args := slices.Clone(b.args)
-	args[b.outIdx] = bin
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Env = append(os.Environ(), b.env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("Dockerfile:%d: %s go %s: %v\n%s", b.line, strings.Join(b.env, " "), strings.Join(args, " "), err, out)
-	}
-
+	bin := binary(t) // built with the Dockerfile's go build line, VERSION=test-1.2.3
+	ctx := t.Context()
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -771,8 +757,8 @@ func TestDockerfileBuildsStaticVersionedBinary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MESHROLL_MODE=version meshroll: %v\n%s", err, out)
 	}
-	if got := strings.TrimSpace(string(out)); got != version {
-		t.Errorf("MESHROLL_MODE=version printed %q, want %q (the VERSION build argument)", got, version)
+	if got := strings.TrimSpace(string(out)); got != binaryVersion {
+		t.Errorf("MESHROLL_MODE=version printed %q, want %q (the VERSION build argument)", got, binaryVersion)
 	}
 }
 
