@@ -30,19 +30,30 @@ const (
 // kubeconfig into an error message is caught too. Longer secrets are replaced first.
 func Redact(text string, secrets []string) string { return newRedactor(secrets).String(text) }
 
-// redactor holds the strings to replace, longest first.
-type redactor struct{ needles []string }
+// redactor holds the strings to replace, longest first, and the ones GitHub is asked to mask.
+type redactor struct{ needles, maskable []string }
+
+// minMaskLine is the shortest plain line of a multi-line secret that GitHub is asked to mask
+// (key material comes in lines of 64): a mask applies to every later log line of the whole
+// job, and masking "kind: Config" or "name: prod" would garble other steps' output.
+const minMaskLine = 40
 
 func newRedactor(secrets []string) redactor {
-	var needles []string
-	add := func(s string, least int) {
-		if utf8.RuneCountInString(s) >= least && !slices.Contains(needles, s) {
+	var needles, maskable []string
+	add := func(s string, least int, mask bool) {
+		if utf8.RuneCountInString(s) < least {
+			return
+		}
+		if !slices.Contains(needles, s) {
 			needles = append(needles, s)
+		}
+		if mask && !strings.ContainsAny(s, "\r\n") && !slices.Contains(maskable, s) {
+			maskable = append(maskable, s)
 		}
 	}
 	for _, s := range secrets {
-		add(s, minSecret)
-		add(strings.TrimSpace(s), minSecret)
+		add(s, minSecret, true)
+		add(strings.TrimSpace(s), minSecret, true)
 		if !strings.ContainsAny(s, "\r\n") {
 			continue
 		}
@@ -51,21 +62,23 @@ func newRedactor(secrets []string) redactor {
 			if structural(line) {
 				continue
 			}
-			add(line, minLine)
+			add(line, minLine, utf8.RuneCountInString(line) >= minMaskLine)
 			if v, ok := secretValue(line); ok {
-				add(v, minLine)
+				add(v, minLine, true)
 			}
 		}
 	}
 	// Longest first, so that a secret that contains another is replaced whole; then
 	// alphabetically, so that the order (and the masks GitHub registers) is stable.
-	slices.SortFunc(needles, func(a, b string) int {
+	longestFirst := func(a, b string) int {
 		if len(a) != len(b) {
 			return len(b) - len(a)
 		}
 		return strings.Compare(a, b)
-	})
-	return redactor{needles}
+	}
+	slices.SortFunc(needles, longestFirst)
+	slices.SortFunc(maskable, longestFirst)
+	return redactor{needles, maskable}
 }
 
 // structural reports whether a line of a multi-line secret is structure that holds nothing
@@ -125,8 +138,10 @@ func jsonEscape(s string) string {
 	return quoted[1 : len(quoted)-1]
 }
 
-// masks are the values GitHub is asked to mask: the same strings the redactor replaces.
-func (r redactor) masks() []string { return r.needles }
+// masks are the values GitHub is asked to mask: the secrets, each credential value of a
+// multi-line one and its long lines. GitHub masks line by line, so a multi-line secret is
+// masked through its lines; what meshroll itself writes is redacted with every needle.
+func (r redactor) masks() []string { return r.maskable }
 
 // cleanText drops control characters other than newline and tab from a log line: a
 // carriage return or an escape sequence in an error message could hide or fake lines in a

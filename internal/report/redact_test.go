@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,5 +152,27 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 				t.Errorf("%s: %s redacted nothing; is the secret in it at all?", ci, name)
 			}
 		}
+	}
+}
+
+// GitHub masks apply to every later line of the whole job: public lines of a kubeconfig are
+// redacted in meshroll's own output but not registered as masks; credentials are.
+func TestGitHubMasks(t *testing.T) {
+	t.Parallel()
+	kc := "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n    token: kube-Tok3n-0123456789abcdef\n" +
+		"    client-key-data: " + strings.Repeat("S2V5", 20) + "\n"
+	masks := newRedactor([]string{kc, "prom-token-1234"}).masks()
+	for _, want := range []string{"prom-token-1234", "kube-Tok3n-0123456789abcdef", strings.Repeat("S2V5", 20)} {
+		if !slices.Contains(masks, want) {
+			t.Errorf("masks lack %q: %q", want, masks)
+		}
+	}
+	for _, m := range masks {
+		if strings.Contains(m, "\n") || m == "apiVersion: v1" || m == "kind: Config" || m == "- name: ci" {
+			t.Errorf("mask %q would garble unrelated log lines (or cannot be registered)", m)
+		}
+	}
+	if got := Redact("apiVersion: v1", []string{kc}); got != "***" {
+		t.Errorf("meshroll's own output keeps a line of the secret: %q", got)
 	}
 }
