@@ -141,6 +141,7 @@ func TestBinaryInEveryCI(t *testing.T) {
 	for _, tt := range []struct {
 		ci       string
 		timeout  string // MESHROLL_TIMEOUT: set with a long hold, the run fails and rolls back
+		steps    string // MESHROLL_STEPS instead of 25,50,100
 		echo     bool   // analysis through a proxy that echoes the request's credentials
 		wantCode int
 		want     map[string]string // outputs
@@ -150,6 +151,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 		{ci: "gitlab", wantCode: 0, want: map[string]string{"result": "promoted", "canary_weight": "100", "stable_weight": "0", "steps_completed": "3"}},
 		{ci: "jenkins", wantCode: 0, want: map[string]string{"result": "promoted", "canary_weight": "100", "stable_weight": "0", "steps_completed": "3"}},
 		{ci: "plain", timeout: "3s", wantCode: 1, want: map[string]string{"result": "failed", "canary_weight": "0", "stable_weight": "100"}},
+		// Invalid input is reported too, for a later step that reads the outputs.
+		{ci: "github", steps: "50,25", wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "", "stable_weight": "", "steps_completed": "0"}},
+		{ci: "gitlab", steps: "10,101", wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": ""}},
 		// A proxy in front of Prometheus that echoes the credentials in its error message.
 		{ci: "github", echo: true, wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0"}},
 	} {
@@ -159,6 +163,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 		}
 		if tt.echo {
 			name += "/echoing-proxy"
+		}
+		if tt.steps != "" {
+			name += "/invalid-input"
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -178,6 +185,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 			}
 			if tt.timeout != "" {
 				vars["MESHROLL_STEP_DURATION"], vars["MESHROLL_TIMEOUT"] = "1m", tt.timeout
+			}
+			if tt.steps != "" {
+				vars["MESHROLL_STEPS"] = tt.steps
 			}
 			secrets := []string{string(kubeconfig)}
 			if tt.echo {
@@ -226,7 +236,7 @@ func TestBinaryInEveryCI(t *testing.T) {
 					t.Errorf("outputs.env %s=%q, want %q", name, outputs[name], want)
 				}
 			}
-			if !strings.HasSuffix(strings.TrimSpace(got.stdout), ")") || !strings.Contains(lastLine(got.stdout), "result: "+tt.want["result"]) {
+			if !strings.HasPrefix(lastLine(got.stdout), "result: "+tt.want["result"]) {
 				t.Errorf("last line of stdout %q, want the result line", lastLine(got.stdout))
 			}
 
@@ -253,7 +263,7 @@ func TestBinaryInEveryCI(t *testing.T) {
 					t.Errorf("step summary lacks %q:\n%s", tt.want["result"], summary)
 				}
 				for _, want := range []string{"::add-mask::", "::group::", "::endgroup::"} {
-					if !strings.Contains(got.stdout, want) && !(tt.echo && want != "::add-mask::") { // an invalid run has no steps
+					if !strings.Contains(got.stdout, want) && !(tt.wantCode == 2 && want != "::add-mask::") { // an invalid run has no steps
 						t.Errorf("stdout lacks %s:\n%s", want, got.stdout)
 					}
 				}
@@ -263,7 +273,7 @@ func TestBinaryInEveryCI(t *testing.T) {
 				files["GITHUB_OUTPUT"], files["GITHUB_STEP_SUMMARY"] = readFile(t, vars["GITHUB_OUTPUT"]), summary
 			case "gitlab":
 				for _, want := range []string{"section_start:", "section_end:"} {
-					if !strings.Contains(got.stdout, want) {
+					if !strings.Contains(got.stdout, want) && tt.wantCode != 2 { // an invalid run has no steps
 						t.Errorf("stdout lacks %s:\n%s", want, got.stdout)
 					}
 				}

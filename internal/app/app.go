@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
@@ -28,7 +29,18 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(environ)
 	if err != nil {
-		fmt.Fprintf(stderr, "meshroll: invalid input, nothing was changed:\n%s\n", bullets(err))
+		// Reported too, so that a later CI step can read why the run did nothing.
+		cfg = config.Reporting(environ)
+		rep, repErr := newReporter(cfg, environ, stdout)
+		if repErr != nil {
+			rep = nil
+		}
+		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
+	}
+	// The reporter comes first: on GitHub it registers the secrets' masks before any output.
+	rep, err := newReporter(cfg, environ, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshroll: %s\nCheck MESHROLL_OUTPUT_DIR and MESHROLL_CI; nothing was changed.\n", report.Redact(err.Error(), cfg.Secrets()))
 		return rollout.Invalid.ExitCode()
 	}
 	clients, err := kube.Connect(kube.Access{
@@ -40,11 +52,14 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 	})
 	if err != nil {
 		// Nothing has been sent to a server yet: the settings themselves are wrong.
-		fmt.Fprintf(stderr, "meshroll: %s\nCheck KUBECONFIG and MESHROLL_KUBE_CONTEXT; nothing was changed.\n", report.Redact(err.Error(), cfg.Secrets()))
-		return rollout.Invalid.ExitCode()
+		return reject(rep, cfg, stderr, err.Error()+"\nCheck KUBECONFIG, MESHROLL_KUBECONFIG and MESHROLL_KUBE_CONTEXT; nothing was changed.", err)
 	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = clients.Namespace
+	}
+	analyzer, err := newAnalyzer(cfg)
+	if err != nil {
+		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
 	}
 	tc := traffic.NewClient(clients.Istio, clients.Kube, traffic.Target{
 		Namespace:      cfg.Namespace,
@@ -53,12 +68,15 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 		StableSubset:   cfg.StableSubset,
 		CanarySubset:   cfg.CanarySubset,
 	})
-	analyzer, err := newAnalyzer(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "meshroll: invalid input, nothing was changed:\n%s\n", bullets(err))
-		return rollout.Invalid.ExitCode()
+	res := rollout.NewRunner(tc, analyzer, rep).Run(ctx, cfg)
+	if res.Err != nil {
+		fmt.Fprintf(stderr, "meshroll: %s: %s\n", res.Outcome, report.Redact(res.Err.Error(), cfg.Secrets()))
 	}
-	rep, err := report.New(report.Options{
+	return finish(rep, cfg, stderr, res)
+}
+
+func newReporter(cfg config.Config, environ []string, stdout io.Writer) (report.Reporter, error) {
+	return report.New(report.Options{
 		CI:        cfg.CI,
 		OutputDir: cfg.OutputDir,
 		Getenv:    getenv(environ),
@@ -66,20 +84,31 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 		Secrets:   cfg.Secrets(),
 		Version:   Version,
 	})
-	if err != nil {
-		fmt.Fprintf(stderr, "meshroll: %v\nCheck MESHROLL_OUTPUT_DIR and MESHROLL_CI; nothing was changed.\n", report.Redact(err.Error(), cfg.Secrets()))
+}
+
+// reject ends a run that stopped before the rollout began: it prints msg and, when there is
+// a reporter, reports the run as invalid (exit 2).
+func reject(rep report.Reporter, cfg config.Config, stderr io.Writer, msg string, err error) int {
+	fmt.Fprintf(stderr, "meshroll: %s\n", report.Redact(msg, cfg.Secrets()))
+	if rep == nil {
 		return rollout.Invalid.ExitCode()
 	}
-	res := rollout.NewRunner(tc, analyzer, rep).Run(ctx, cfg)
+	now := time.Now()
+	return finish(rep, cfg, stderr, rollout.Result{
+		Mode: cfg.Mode, Outcome: rollout.Invalid, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
+		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StartedAt: now, FinishedAt: now,
+		Reason: err.Error(), Err: err,
+	})
+}
+
+// finish writes the report of res, prints the result line last and returns the exit code.
+func finish(rep report.Reporter, cfg config.Config, stderr io.Writer, res rollout.Result) int {
 	code := res.Outcome.ExitCode()
 	if err := rep.Finish(res); err != nil {
 		fmt.Fprintf(stderr, "meshroll: %s\n", report.Redact(err.Error(), cfg.Secrets()))
 		if code == 0 {
 			code = rollout.Failed.ExitCode() // a later job would miss the result
 		}
-	}
-	if res.Err != nil {
-		fmt.Fprintf(stderr, "meshroll: %s: %s\n", res.Outcome, report.Redact(res.Err.Error(), cfg.Secrets()))
 	}
 	line := "result: " + string(res.Outcome)
 	if len(res.Final) > 0 {

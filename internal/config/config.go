@@ -534,6 +534,23 @@ func headers(v *validator, raw string) map[string]string {
 	return out
 }
 
+// Reporting reads, however wrong the rest of environ is, what a report of the run needs:
+// the CI system (auto when MESHROLL_CI is invalid), the output directory and the secrets
+// (Secrets works on the result). Every other field is zero. It is for reporting a run that
+// Load rejected; use Load for anything else.
+func Reporting(environ []string) Config {
+	var in input
+	_ = env.ParseWithOptions(&in, env.Options{Environment: env.ToMap(environ)}) // strings only: cannot fail
+	cfg := in.validate(&validator{})
+	return Config{
+		CI:             cfg.CI,
+		OutputDir:      cfg.OutputDir,
+		KubeconfigData: cfg.KubeconfigData,
+		// Taken as given: a token set without a Prometheus URL is invalid, and still secret.
+		Analysis: Analysis{Token: strings.TrimSpace(in.Token), Password: in.Password, Headers: headers(&validator{}, in.Headers)},
+	}
+}
+
 // Secrets are the values that must never be printed or written anywhere.
 func (c Config) Secrets() []string {
 	var out []string
