@@ -100,7 +100,8 @@ func fixtures() []fixture {
 	}
 	canaryFailed.Outcome = rollout.CanaryFailed
 	canaryFailed.FailedCheck = "success-rate"
-	canaryFailed.Reason = "check success-rate failed in 2 consecutive windows at step 2/4: canary success rate 95.1% is below 99%"
+	canaryFailed.Reason = "check success-rate failed: canary 95.1, stable 99.98, threshold ≥ 99%: canary success rate 95.1% is below 99% (2 failed windows, MESHROLL_FAILURE_THRESHOLD=2)"
+	canaryFailed.Steps[1].Error = canaryFailed.Reason
 	canaryFailed.Final = weights(100, 0)
 	canaryFailed.FinishedAt = at(4*m + 4*time.Second)
 
@@ -111,7 +112,8 @@ func fixtures() []fixture {
 		rollbackStep(10, at(3*m+2*time.Second)),
 	}
 	inconclusive.Outcome = rollout.Inconclusive
-	inconclusive.Reason = "not enough data to judge the canary in 3 consecutive windows at step 1/3: the canary served 2 requests in the last 1m, fewer than the 20 needed to judge a window"
+	inconclusive.Reason = "inconclusive: step 1/3 held 5m0s without one judged window (the canary served 2 requests in the last 1m, fewer than the 20 needed to judge a window); send the canary more traffic, lower MESHROLL_MIN_REQUESTS or hold longer with MESHROLL_STEP_DURATION"
+	inconclusive.Steps[0].Error = inconclusive.Reason
 	inconclusive.Final = weights(100, 0)
 	inconclusive.FinishedAt = at(3*m + 3*time.Second)
 

@@ -180,17 +180,22 @@ func TestStepsCompleted(t *testing.T) {
 	step := func(i int, start time.Duration, hold time.Duration, ws ...analysis.Window) rollout.Step {
 		return setStep(i, 3, i*30, (i-1)*30, at(start), hold, ws...)
 	}
+	// ended is a step during whose hold the run ended.
+	ended := func(s rollout.Step, why string) rollout.Step {
+		s.Error = why
+		return s
+	}
 	tests := []struct {
 		name string
 		res  rollout.Result
 		want int
 	}{
 		{"cancelled during the hold of step 2", rollout.Result{Outcome: rollout.Cancelled, StartedAt: t0, FinishedAt: at(3 * m),
-			Steps: []rollout.Step{step(1, 0, m), step(2, m, 5*m), rollbackStep(60, at(2*m))}}, 1},
+			Steps: []rollout.Step{step(1, 0, m), ended(step(2, m, 5*m), "context canceled"), rollbackStep(60, at(2*m))}}, 1},
 		{"the write of step 3 failed after step 2 was held", rollout.Result{Outcome: rollout.Failed, StartedAt: t0, FinishedAt: at(3 * m),
 			Steps: []rollout.Step{step(1, 0, m), step(2, m, m), rollbackStep(60, at(2*m+time.Second))}}, 2},
 		{"a failed analysis window ended step 1", rollout.Result{Outcome: rollout.Failed, StartedAt: t0, FinishedAt: at(3 * m),
-			Steps: []rollout.Step{step(1, 0, m, window(at(m), 100, 50, 100)), rollbackStep(30, at(m))}}, 0},
+			Steps: []rollout.Step{ended(step(1, 0, m, window(at(m), 100, 50, 100)), "check success-rate failed"), rollbackStep(30, at(m))}}, 0},
 		{"unchanged counts: the weights are in place", rollout.Result{Outcome: rollout.Unchanged,
 			Steps: []rollout.Step{{Index: 1, Of: 1, Action: rollout.ActionSet}}}, 1},
 		{"nothing recorded", rollout.Result{Outcome: rollout.Failed}, 0},

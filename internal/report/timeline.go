@@ -17,48 +17,17 @@ import (
 // failed reports whether the run ended in a way that fails a CI job.
 func failed(o rollout.Outcome) bool { return o.ExitCode() != 0 }
 
-// failedStep returns the index in res.Steps of the step during which a failed run ended, or
-// -1 when the run failed outside of a recorded step: before the first write, or while
-// writing the next step (the rollout records a step only once its weights are written).
-//
-// The step is the last one the mode asked for (not the automatic rollback), and it ended the
-// run when analysis judged it (canary-failed and inconclusive are only decided while a step
-// is held), when its last analysis window did not pass, or when its hold was cut short: the
-// run was aborted before the step's HeldUntil.
+// failedStep returns the index in res.Steps of the step during which a failed run ended
+// (the rollout records why in Step.Error), or -1 when the run failed outside of a recorded
+// step: before the first write, or while writing the next step (a step is recorded only
+// once its weights are written).
 func failedStep(res rollout.Result) int {
-	if !failed(res.Outcome) {
-		return -1
-	}
-	last := -1
-	for i, s := range res.Steps {
-		if s.Action == rollout.ActionSet {
-			last = i
+	for i := len(res.Steps) - 1; i >= 0; i-- {
+		if s := res.Steps[i]; s.Action == rollout.ActionSet && s.Error != "" {
+			return i
 		}
-	}
-	if last < 0 {
-		return -1
-	}
-	s := res.Steps[last]
-	switch {
-	case res.Outcome == rollout.CanaryFailed, res.Outcome == rollout.Inconclusive:
-		return last
-	case len(s.Windows) > 0 && !passed(s.Windows[len(s.Windows)-1]):
-		return last
-	case !s.HeldUntil.IsZero() && abortedAt(res).Before(s.HeldUntil):
-		return last
 	}
 	return -1
-}
-
-// abortedAt is when the run stopped moving forward: the start of the automatic rollback, or
-// the end of the run.
-func abortedAt(res rollout.Result) time.Time {
-	for _, s := range res.Steps {
-		if s.Action == rollout.ActionRollback {
-			return s.StartedAt
-		}
-	}
-	return res.FinishedAt
 }
 
 // stepsCompleted counts the steps of the asked mode that were written (or found already in

@@ -282,6 +282,16 @@ func TestAnalysis(t *testing.T) {
 			if diff := cmp.Diff(tt.wantWindows, windows); diff != "" {
 				t.Errorf("windows per step (-want +got):\n%s", diff)
 			}
+			// The step during whose hold the run ended says why; no other step does.
+			for i, st := range res.Steps {
+				lastSet := st.Action == ActionSet && (i == len(res.Steps)-1 || res.Steps[i+1].Action == ActionRollback)
+				switch {
+				case lastSet && res.Outcome.ExitCode() != 0 && (st.Error == "" || !strings.Contains(res.Reason, st.Error)):
+					t.Errorf("step %d: error %q, want the reason %q", st.Index, st.Error, res.Reason)
+				case (!lastSet || res.Outcome.ExitCode() == 0) && st.Error != "":
+					t.Errorf("step %d (%s): error %q on a step that did not end the run", st.Index, st.Action, st.Error)
+				}
+			}
 			if !strings.Contains(res.Reason, tt.wantReason) {
 				t.Errorf("reason %q, want it to contain %q", res.Reason, tt.wantReason)
 			}

@@ -88,6 +88,8 @@ type Step struct {
 	HeldUntil    time.Time             `json:"heldUntil,omitzero"`
 	// Windows are the metric analysis windows judged while the step was held, oldest first.
 	Windows []analysis.Window `json:"windows,omitempty"`
+	// Error is why the run ended during this step's hold (a failed check, a cancel, ...).
+	Error string `json:"error,omitempty"`
 }
 
 // Result is the whole story of a run, for reporters.
@@ -265,6 +267,9 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 					r.logf("step %d/%d: holding %s", step.Index, step.Of, hold)
 					err = r.Hold(ctx, hold)
 				}
+			}
+			if err != nil {
+				step.Error = err.Error()
 			}
 			res.Steps = append(res.Steps, step) // after the hold: with its windows
 		}
