@@ -101,9 +101,10 @@ type binaryRun struct {
 // runBinary runs the binary with exactly env (no inherited variables but PATH).
 func runBinary(t *testing.T, env map[string]string) binaryRun {
 	t.Helper()
+	bin := binary(t) // built once, before the run's own deadline starts
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t))
+	cmd := exec.CommandContext(ctx, bin)
 	cmd.Env = append(environ(env), "PATH="+os.Getenv("PATH"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
