@@ -33,7 +33,7 @@ func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 		cfg = config.Reporting(environ)
 		rep, repErr := newReporter(cfg, environ, stdout)
 		if repErr != nil {
-			rep = nil
+			rep = nil // no report then; the input's problems are printed all the same
 		}
 		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
 	}
