@@ -153,6 +153,10 @@ func stepProblem(s rollout.Step) string {
 		return ""
 	case len(s.After) == 0:
 		return label + ": the weights were not written (see the reason below)"
+	case strings.Contains(s.Error, label):
+		return s.Error
+	case s.Error != "":
+		return label + ": " + s.Error
 	case len(s.Windows) == 0:
 		return ""
 	}
