@@ -100,7 +100,7 @@ func fixtures() []fixture {
 	}
 	canaryFailed.Outcome = rollout.CanaryFailed
 	canaryFailed.FailedCheck = "success-rate"
-	canaryFailed.Reason = "check success-rate failed: canary 95.1, stable 99.98, threshold ≥ 99%: canary success rate 95.1% is below 99% (2 failed windows, MESHROLL_FAILURE_THRESHOLD=2)"
+	canaryFailed.Reason = "check success-rate failed: canary 95.1, stable 99.9, threshold ≥ 99%: canary success rate 95.1% is below 99% (2 failed windows, MESHROLL_FAILURE_THRESHOLD=2)"
 	canaryFailed.Steps[1].Error = canaryFailed.Reason
 	canaryFailed.Final = weights(100, 0)
 	canaryFailed.FinishedAt = at(4*m + 4*time.Second)
