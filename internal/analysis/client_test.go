@@ -140,15 +140,7 @@ func TestRetries(t *testing.T) {
 // A Prometheus that never answers costs at most half the interval.
 func TestRetryBudget(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	prom := newFakeProm(t, func(r *http.Request, _ string, _ int) (int, string) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		return http.StatusOK, vectorBody("1")
-	})
+	prom := newHangingProm(t)
 	s := testSettings(prom.URL)
 	s.Interval = time.Second
 	s.Backoff = 100 * time.Millisecond

@@ -285,15 +285,7 @@ func TestCancelledContext(t *testing.T) {
 // error, not ErrUnavailable (which would read as an infrastructure failure).
 func TestCancelDuringEvaluate(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	prom := newFakeProm(t, func(r *http.Request, _ string, _ int) (int, string) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		return http.StatusOK, vectorBody("1")
-	})
+	prom := newHangingProm(t)
 	s := testSettings(prom.URL)
 	s.Interval = time.Minute
 	a, err := New(s)

@@ -33,6 +33,21 @@ func newFakeProm(t *testing.T, respond func(r *http.Request, query string, call 
 	return f
 }
 
+// newHangingProm is a Prometheus that answers a request only when it is cancelled or the
+// test ends.
+func newHangingProm(t *testing.T) *fakeProm {
+	t.Helper()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	return newFakeProm(t, func(r *http.Request, _ string, _ int) (int, string) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return http.StatusOK, vectorBody("1")
+	})
+}
+
 func newFakePromTLS(t *testing.T, respond func(r *http.Request, query string, call int) (int, string)) *fakeProm {
 	t.Helper()
 	f := &fakeProm{respond: respond, calls: map[string]int{}}
