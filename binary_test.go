@@ -32,15 +32,6 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 const stack = `
 apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
 spec:
@@ -123,7 +114,7 @@ func runBinary(t *testing.T, env map[string]string) binaryRun {
 func newStack(t *testing.T, env *testenv.Env) string {
 	t.Helper()
 	ns := env.Namespace(t)
-	env.Apply(t, ns, stack+"---\n"+testenv.DeploymentManifest("reviews-v2", "v2"))
+	env.Apply(t, ns, testenv.DestinationRuleManifest("v1", "v2")+"---\n"+stack+"---\n"+testenv.DeploymentManifest("reviews-v2", "v2"))
 	if err := env.SetDeploymentStatus(t.Context(), ns, "reviews-v2", true); err != nil {
 		t.Fatal(err)
 	}

@@ -33,20 +33,11 @@ import (
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-// analysisStack is a reviews service whose catch-all route "default" sends everything to v1
-// (meshroll appends the v2 destination), and a route that pins requests carrying
-// "x-pin: stable" to v1: callers that send it never reach the canary, whatever the weights.
+// analysisStack is the VirtualService of a reviews service whose catch-all route "default"
+// sends everything to v1 (meshroll appends the v2 destination), and a route that pins
+// requests carrying "x-pin: stable" to v1: callers that send it never reach the canary,
+// whatever the weights.
 const analysisStack = `
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -95,7 +86,7 @@ func newRig(tb testing.TB, o rigOptions) *rig {
 	tb.Helper()
 	env := testenv.Get(tb)
 	ns := env.Namespace(tb)
-	env.Apply(tb, ns, strings.Join([]string{analysisStack, testenv.DeploymentManifest("reviews-v1", "v1"), testenv.DeploymentManifest("reviews-v2", "v2")}, "\n---\n"))
+	env.Apply(tb, ns, strings.Join([]string{testenv.DestinationRuleManifest("v1", "v2"), analysisStack, testenv.DeploymentManifest("reviews-v1", "v1"), testenv.DeploymentManifest("reviews-v2", "v2")}, "\n---\n"))
 	for _, d := range []string{"reviews-v1", "reviews-v2"} {
 		if err := env.SetDeploymentStatus(tb.Context(), ns, d, true); err != nil {
 			tb.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caarlos0/env/v11"
+
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/kube"
@@ -121,12 +123,7 @@ func finish(rep report.Reporter, cfg config.Config, stderr io.Writer, res rollou
 // getenv looks variables up in environ (later entries win, as in a shell), never in the
 // process environment, so that tests and callers decide what meshroll sees.
 func getenv(environ []string) func(string) string {
-	vars := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			vars[k] = v
-		}
-	}
+	vars := env.ToMap(environ)
 	return func(k string) string { return vars[k] }
 }
 

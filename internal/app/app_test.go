@@ -19,21 +19,10 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// stack is the demo-like namespace every test starts from: reviews split v1 90 / v2 10, a
-// three-subset VirtualService, an ambiguous one, their DestinationRule and two Available
-// Deployments (plus one that never becomes Available).
+// stack holds the VirtualServices every test starts from: reviews split v1 90 / v2 10, a
+// three-subset one and an ambiguous one. newStack adds their DestinationRule and two
+// Available Deployments (plus one that never becomes Available).
 const stack = `
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
----
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -87,7 +76,7 @@ spec:
 func newStack(t *testing.T, env *testenv.Env) string {
 	t.Helper()
 	ns := env.Namespace(t)
-	env.Apply(t, ns, strings.Join([]string{stack, testenv.DeploymentManifest("reviews-v1", "v1"), testenv.DeploymentManifest("reviews-v2", "v2"), testenv.DeploymentManifest("reviews-broken", "v2")}, "\n---\n"))
+	env.Apply(t, ns, strings.Join([]string{testenv.DestinationRuleManifest("v1", "v2", "v3"), stack, testenv.DeploymentManifest("reviews-v1", "v1"), testenv.DeploymentManifest("reviews-v2", "v2"), testenv.DeploymentManifest("reviews-broken", "v2")}, "\n---\n"))
 	for _, d := range []string{"reviews-v1", "reviews-v2"} {
 		if err := env.SetDeploymentStatus(t.Context(), ns, d, true); err != nil {
 			t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
-	"github.com/meshroll/meshroll/internal/traffic"
 )
 
 // clock is fake time: Hold advances it instead of sleeping.
@@ -54,7 +53,7 @@ func (s *scripted) Preflight(context.Context) error { return s.preflight }
 
 func (s *scripted) Evaluate(ctx context.Context, at time.Time) (analysis.Window, error) {
 	s.at = append(s.at, at)
-	w, err := s.judge(weightOf(s.f.state.Destinations, traffic.RoleCanary), len(s.at))
+	w, err := s.judge(s.f.state.CanaryWeight(), len(s.at))
 	w.At = at
 	return w, err
 }

@@ -111,9 +111,6 @@ type Result struct {
 	Err            error                 `json:"-"`
 }
 
-// CanaryWeight is the canary's weight at the end of the run.
-func (r Result) CanaryWeight() int { return weightOf(r.Final, traffic.RoleCanary) }
-
 // Log receives a run as it happens: lines, and the bounds of each step so that a CI system
 // can fold a step's lines into a section.
 type Log interface {
@@ -427,13 +424,4 @@ func joinInts(ws []int) string {
 		parts[i] = fmt.Sprint(w)
 	}
 	return strings.Join(parts, ",")
-}
-
-func weightOf(ds []traffic.Destination, role traffic.Role) int {
-	for _, d := range ds {
-		if d.Role == role {
-			return d.Weight
-		}
-	}
-	return 0
 }

@@ -141,6 +141,26 @@ func (e *Env) SetDeploymentStatus(ctx context.Context, namespace, name string, a
 	return nil
 }
 
+// DestinationRuleManifest is the DestinationRule of the reviews service, for Apply: one
+// subset per version, selecting the pods labelled version=<version> (as DeploymentManifest
+// labels them).
+func DestinationRuleManifest(versions ...string) string {
+	var b strings.Builder
+	b.WriteString(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+`)
+	for _, v := range versions {
+		fmt.Fprintf(&b, "  - {name: %[1]s, labels: {version: %[1]s}}\n", v)
+	}
+	return b.String()
+}
+
 // DeploymentManifest is a Deployment of one version of a Bookinfo-like reviews service, its
 // pods labelled app=reviews and version=<version>, for Apply. It starts without a status:
 // set one with SetDeploymentStatus.
