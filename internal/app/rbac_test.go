@@ -1,15 +1,19 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
@@ -32,6 +36,11 @@ func TestRBACExample(t *testing.T) {
 		t.Parallel()
 		ns := newStack(t, env)
 		env.Apply(t, ns, strings.ReplaceAll(string(manifest), "namespace: shop", "namespace: "+ns))
+		for _, rule := range roleOf(t, string(manifest)).Rules {
+			for _, verb := range rule.Verbs {
+				waitForAccess(t, env, ns, verb, rule.APIGroups[0], rule.Resources[0], true)
+			}
+		}
 		got := runMain(t.Context(), t, env, ns, append(vars, "KUBECONFIG="+serviceAccountKubeconfig(t, env, ns))...)
 		if got.code != 0 || !strings.Contains(got.stdout, "result: promoted") {
 			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", got.code, got.stdout, got.stderr)
@@ -63,6 +72,13 @@ func TestRBACExample(t *testing.T) {
 				}
 				if _, err := env.Kube.RbacV1().Roles(ns).Update(t.Context(), reduced, metav1.UpdateOptions{}); err != nil {
 					t.Fatal(err)
+				}
+				// Every other permission granted and this one refused: the authorizer has seen
+				// the binding and the reduced Role.
+				for oi, other := range role.Rules {
+					for _, v := range other.Verbs {
+						waitForAccess(t, env, ns, v, other.APIGroups[0], other.Resources[0], oi != ri || v != verb)
+					}
 				}
 				_, rvBefore := weights(t, env, ns, "reviews")
 				got := runMain(t.Context(), t, env, ns, append(vars, "KUBECONFIG="+serviceAccountKubeconfig(t, env, ns))...)
@@ -96,6 +112,27 @@ func roleOf(t *testing.T, manifest string) rbacv1.Role {
 	}
 	t.Fatal("examples/rbac.yaml has no Role")
 	return rbacv1.Role{}
+}
+
+// waitForAccess waits until the API server's authorizer, which learns of Roles and
+// RoleBindings through its own watch, says allowed to verb on resource for the meshroll
+// ServiceAccount of ns: a run started before that would meet the old permissions.
+func waitForAccess(t *testing.T, env *testenv.Env, ns, verb, group, resource string, allowed bool) {
+	t.Helper()
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               "system:serviceaccount:" + ns + ":meshroll",
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: resource},
+	}}
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		got, err := env.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return false, err
+		}
+		return got.Status.Allowed == allowed, nil
+	})
+	if err != nil {
+		t.Fatalf("the authorizer never said allowed=%v to %s %s.%s in %s: %v", allowed, verb, resource, group, ns, err)
+	}
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that acts as the meshroll ServiceAccount of ns
