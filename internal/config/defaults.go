@@ -1,0 +1,68 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for variables that are unset, empty or blank.
+const (
+	defaultMode         = ModeProgress
+	defaultSteps        = "10,25,50,100"
+	defaultStepDuration = time.Minute
+	defaultReadyTimeout = 5 * time.Minute
+	defaultCI           = CIAuto
+	defaultOutputDir    = "meshroll-out"
+	defaultAction       = ActionRollback // MESHROLL_ON_INCONCLUSIVE and MESHROLL_ON_CANCEL
+
+	defaultInterval         = 30 * time.Second
+	defaultMinSuccessRate   = 99.0
+	defaultMaxLatencyP99    = 500.0
+	defaultMinRequests      = 20.0
+	defaultFailureThreshold = 2
+	defaultReporter         = "destination"
+)
+
+// applyDefaults writes each default, spelt as a user would write it, into the variables that
+// are blank. This happens on the text, before validation, rather than through envDefault tags:
+// CI systems set unused inputs to "", and such a variable must behave exactly like an unset one.
+//
+// Some defaults depend on other variables: MESHROLL_STEPS has one only in progress mode (with
+// an unknown mode nobody can tell whether steps are needed), and the analysis variables only
+// with a Prometheus URL (without one they must stay empty: see analysisWithoutPrometheus); the
+// workloads default to the Deployments' names.
+func (in *input) applyDefaults() {
+	orDefault(&in.Mode, string(defaultMode))
+	if strings.TrimSpace(in.Mode) == string(ModeProgress) {
+		orDefault(&in.Steps, defaultSteps)
+	}
+	orDefault(&in.StepDuration, defaultStepDuration.String())
+	orDefault(&in.ReadyTimeout, defaultReadyTimeout.String())
+	orDefault(&in.CI, string(defaultCI))
+	orDefault(&in.OutputDir, defaultOutputDir)
+	orDefault(&in.OnInconclusive, string(defaultAction))
+	orDefault(&in.OnCancel, string(defaultAction))
+
+	if strings.TrimSpace(in.PrometheusURL) == "" {
+		return
+	}
+	orDefault(&in.Interval, defaultInterval.String())
+	orDefault(&in.MinSuccessRate, formatNumber(defaultMinSuccessRate))
+	orDefault(&in.MaxLatencyP99, formatNumber(defaultMaxLatencyP99))
+	orDefault(&in.MinRequests, formatNumber(defaultMinRequests))
+	orDefault(&in.FailureThreshold, strconv.Itoa(defaultFailureThreshold))
+	orDefault(&in.Reporter, defaultReporter)
+	orDefault(&in.CanaryWorkload, in.CanaryDeployment)
+	orDefault(&in.StableWorkload, in.StableDeployment)
+}
+
+// orDefault sets *value to def when it is blank.
+func orDefault(value *string, def string) {
+	if strings.TrimSpace(*value) == "" {
+		*value = def
+	}
+}
+
+// formatNumber spells a number the way number parses it back exactly.
+func formatNumber(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"encoding/base64"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Mode is what one run does.
+type Mode string
+
+// The modes of MESHROLL_MODE.
+const (
+	ModePhase    Mode = "phase"    // one step to MESHROLL_WEIGHT
+	ModeProgress Mode = "progress" // every step in MESHROLL_STEPS
+	ModePromote  Mode = "promote"  // all traffic to the canary
+	ModeRollback Mode = "rollback" // all traffic to stable
+	ModeStatus   Mode = "status"   // read-only
+)
+
+// modes is the order in which the allowed values are listed in messages.
+var modes = []Mode{ModePhase, ModeProgress, ModePromote, ModeRollback, ModeStatus}
+
+// Config is the validated input of one run.
+type Config struct {
+	Mode             Mode
+	Namespace        string // "" = take the kubeconfig context's namespace (resolved elsewhere)
+	VirtualService   string
+	Route            string // "" = choose automatically (elsewhere)
+	StableSubset     string
+	CanarySubset     string
+	Weight           int   // phase only
+	Steps            []int // progress only
+	StepDuration     time.Duration
+	CanaryDeployment string // "" = none
+	ReadyTimeout     time.Duration
+	Timeout          time.Duration // 0 = none
+	DryRun           bool
+	KubeContext      string
+	KubeconfigData   string   // MESHROLL_KUBECONFIG: kubeconfig contents (a secret); wins over Kubeconfig
+	Kubeconfig       []string // KUBECONFIG split with filepath.SplitList, empty entries dropped
+	Home             string   // HOME, for the default ~/.kube/config
+	CI               CI
+	OutputDir        string
+	StableDeployment string // "" = none; when set it must be Available before any shift
+	// Analysis configures the metric checks; Analysis.Enabled() is false without a Prometheus URL.
+	Analysis       Analysis
+	OnInconclusive Action // what an inconclusive step does with the traffic: rollback or hold
+	OnCancel       Action // what a cancelled run does with the traffic: rollback or leave
+}
+
+// Action is what happens to the traffic when a run cannot finish normally.
+type Action string
+
+// The values of MESHROLL_ON_INCONCLUSIVE and MESHROLL_ON_CANCEL.
+const (
+	ActionRollback Action = "rollback" // all traffic back to stable
+	ActionHold     Action = "hold"     // leave the weights where they are (MESHROLL_ON_INCONCLUSIVE)
+	ActionLeave    Action = "leave"    // leave the weights where they are (MESHROLL_ON_CANCEL)
+)
+
+// Analysis is the metric analysis part of the input. Values are checked for syntax and range
+// here; the custom checks and the Prometheus client are validated by the analysis package.
+type Analysis struct {
+	PrometheusURL      string
+	Token              string // secret
+	Username           string
+	Password           string // secret
+	CAFile             string
+	InsecureSkipVerify bool
+	Headers            map[string]string // values are secret
+	Interval           time.Duration
+	MinSuccessRate     float64 // percent
+	MaxLatencyP99      float64 // milliseconds
+	MinRequests        float64
+	FailureThreshold   int
+	Checks             string // MESHROLL_CHECKS as given: a YAML or JSON list
+	CanaryWorkload     string
+	StableWorkload     string
+	Reporter           string // destination or source
+}
+
+// Enabled reports whether the steps are gated by metric analysis.
+func (a Analysis) Enabled() bool { return a.PrometheusURL != "" }
+
+// CI names the system whose conventions the report follows.
+type CI string
+
+// The values of MESHROLL_CI.
+const (
+	CIAuto    CI = "auto" // detect from the environment
+	CIGitHub  CI = "github"
+	CIGitLab  CI = "gitlab"
+	CIJenkins CI = "jenkins"
+	CIPlain   CI = "plain"
+)
+
+var cis = []CI{CIAuto, CIGitHub, CIGitLab, CIJenkins, CIPlain}
+
+// Secrets are the values that must never be printed or written anywhere.
+func (c Config) Secrets() []string {
+	var out []string
+	kubeconfig := []string{c.KubeconfigData}
+	if decoded, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.KubeconfigData)); err == nil && len(decoded) > 0 {
+		kubeconfig = append(kubeconfig, string(decoded)) // MESHROLL_KUBECONFIG may be base64
+	}
+	for _, s := range append(kubeconfig, c.Analysis.Token, c.Analysis.Password) {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Analysis.Headers)) {
+		if value := c.Analysis.Headers[name]; value != "" {
+			out = append(out, value)
+		}
+	}
+	return out
+}

@@ -1,0 +1,136 @@
+package config
+
+import (
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// analysis validates the metric analysis variables. Without MESHROLL_PROMETHEUS_URL they must
+// all be empty: a threshold set without a Prometheus to check it would be a gate that is not
+// there.
+func (in input) analysis(v *validator, cfg Config) Analysis {
+	a := Analysis{
+		PrometheusURL:  strings.TrimSpace(in.PrometheusURL),
+		Token:          strings.TrimSpace(in.Token),
+		Username:       strings.TrimSpace(in.Username),
+		Password:       in.Password,
+		CAFile:         strings.TrimSpace(in.CAFile),
+		Checks:         in.Checks,
+		CanaryWorkload: strings.TrimSpace(in.CanaryWorkload),
+		StableWorkload: strings.TrimSpace(in.StableWorkload),
+	}
+	if a.PrometheusURL == "" {
+		in.analysisWithoutPrometheus(v)
+		return Analysis{}
+	}
+	in.prometheusAccess(v, &a)
+	in.thresholds(v, &a)
+	workloads(v, a)
+	hold(v, cfg, a)
+	return a
+}
+
+// analysisWithoutPrometheus reports every analysis variable that is set although
+// MESHROLL_PROMETHEUS_URL is not.
+func (in input) analysisWithoutPrometheus(v *validator) {
+	for _, variable := range in.analysisOnly() {
+		if strings.TrimSpace(variable.value) != "" {
+			v.add(variable.name + " is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset " + variable.name)
+		}
+	}
+}
+
+// analysisOnly are the variables that mean nothing without MESHROLL_PROMETHEUS_URL, in
+// contract order.
+func (in input) analysisOnly() []struct{ name, value string } {
+	return []struct{ name, value string }{
+		{"MESHROLL_PROMETHEUS_TOKEN", in.Token},
+		{"MESHROLL_PROMETHEUS_USERNAME", in.Username},
+		{"MESHROLL_PROMETHEUS_PASSWORD", in.Password},
+		{"MESHROLL_PROMETHEUS_CA_FILE", in.CAFile},
+		{"MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY", in.InsecureSkip},
+		{"MESHROLL_PROMETHEUS_HEADERS", in.Headers},
+		{"MESHROLL_ANALYSIS_INTERVAL", in.Interval},
+		{"MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate},
+		{"MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99},
+		{"MESHROLL_MIN_REQUESTS", in.MinRequests},
+		{"MESHROLL_FAILURE_THRESHOLD", in.FailureThreshold},
+		{"MESHROLL_CHECKS", in.Checks},
+		{"MESHROLL_CANARY_WORKLOAD", in.CanaryWorkload},
+		{"MESHROLL_STABLE_WORKLOAD", in.StableWorkload},
+		{"MESHROLL_REPORTER", in.Reporter},
+	}
+}
+
+// prometheusAccess checks how Prometheus is reached: its URL, TLS and headers.
+func (in input) prometheusAccess(v *validator, a *Analysis) {
+	if u, err := url.Parse(a.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not echoed: the URL may carry a password.
+		v.add("MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL; use the Prometheus base URL, e.g. http://prometheus.istio-system:9090")
+	}
+	if strings.TrimSpace(in.Password) == "" {
+		a.Password = ""
+	}
+	if skip := strings.TrimSpace(in.InsecureSkip); skip != "" {
+		b, err := strconv.ParseBool(skip)
+		if err != nil {
+			v.invalid("MESHROLL_PROMETHEUS_INSECURE_SKIP_VERIFY", skip, "not a boolean; use true or false, or leave it empty for false (verify the certificate)")
+		}
+		a.InsecureSkipVerify = b
+	}
+	a.Headers = headers(v, in.Headers)
+}
+
+// thresholds checks how often the canary is judged and against what.
+func (in input) thresholds(v *validator, a *Analysis) {
+	a.Interval = duration(v, "MESHROLL_ANALYSIS_INTERVAL", in.Interval, defaultInterval, false,
+		"use a duration of at least 1s such as 30s, or leave it empty for 30s")
+	if a.Interval > 0 && a.Interval < time.Second {
+		v.invalid("MESHROLL_ANALYSIS_INTERVAL", strings.TrimSpace(in.Interval), "must be at least 1s (Prometheus windows are whole seconds); use e.g. 30s")
+	}
+	a.MinSuccessRate = number(v, "MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate, defaultMinSuccessRate, 0, 100, "a percentage from 0 to 100, e.g. 99.5")
+	a.MaxLatencyP99 = number(v, "MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99, defaultMaxLatencyP99, math.SmallestNonzeroFloat64, math.Inf(1), "milliseconds greater than 0, e.g. 500")
+	a.MinRequests = number(v, "MESHROLL_MIN_REQUESTS", in.MinRequests, defaultMinRequests, 0, math.Inf(1), "a request count of 0 or more, e.g. 20")
+	threshold := number(v, "MESHROLL_FAILURE_THRESHOLD", in.FailureThreshold, defaultFailureThreshold, 1, 1000, "a whole number of failed checks from 1 to 1000, e.g. 2")
+	if threshold != math.Trunc(threshold) {
+		v.invalid("MESHROLL_FAILURE_THRESHOLD", strings.TrimSpace(in.FailureThreshold), "must be a whole number; use e.g. 2")
+	}
+	a.FailureThreshold = int(threshold)
+
+	switch r := strings.TrimSpace(in.Reporter); r {
+	case "destination", "source":
+		a.Reporter = r
+	default:
+		v.invalid("MESHROLL_REPORTER", r, "use destination (sidecars) or source (Gateway API, ambient), or leave it empty for destination")
+	}
+}
+
+// workloads checks the two workloads the analysis compares (their defaults are the
+// Deployments).
+func workloads(v *validator, a Analysis) {
+	if a.CanaryWorkload == "" {
+		v.required("MESHROLL_CANARY_WORKLOAD", "metric analysis needs the canary's destination_workload label value; set it, or MESHROLL_CANARY_DEPLOYMENT")
+	}
+	if a.StableWorkload == "" {
+		v.required("MESHROLL_STABLE_WORKLOAD", "metric analysis compares the canary with the stable workload; set it to its destination_workload label value, or set MESHROLL_STABLE_DEPLOYMENT")
+	}
+	if a.CanaryWorkload != "" && a.CanaryWorkload == a.StableWorkload {
+		v.invalid("MESHROLL_CANARY_WORKLOAD", a.CanaryWorkload, "same as the stable workload; the canary and stable versions must run as different workloads to be compared")
+	}
+}
+
+// hold checks that each step is held long enough to be judged: a hold shorter than one
+// window judges nothing, so every step would be inconclusive.
+func hold(v *validator, cfg Config, a Analysis) {
+	if cfg.Mode != ModeProgress && cfg.Mode != ModePhase {
+		return
+	}
+	if cfg.StepDuration > 0 && a.Interval > 0 && cfg.StepDuration < a.Interval {
+		v.invalid("MESHROLL_STEP_DURATION", cfg.StepDuration.String(), "shorter than MESHROLL_ANALYSIS_INTERVAL=%s, so no analysis window could be judged; hold each step at least one interval", a.Interval)
+	} else if cfg.StepDuration == 0 {
+		v.invalid("MESHROLL_STEP_DURATION", "0", "with metric analysis each step must be held for at least one MESHROLL_ANALYSIS_INTERVAL (%s); use e.g. %s", a.Interval, 2*a.Interval)
+	}
+}
