@@ -112,7 +112,8 @@ func TestRetries(t *testing.T) {
 			}
 			start := time.Now()
 			w, err := a.Evaluate(t.Context(), at)
-			if took := time.Since(start); took > 5*time.Second {
+			// Generous: only a hang (retries not bounded) fails this, never a busy machine.
+			if took := time.Since(start); took > 30*time.Second {
 				t.Errorf("Evaluate took %s", took)
 			}
 			if got := int(calls.Load()); got != tt.wantCalls {
@@ -155,8 +156,13 @@ func TestRetryBudget(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("error = %v, want ErrUnavailable", err)
 	}
-	if took < 400*time.Millisecond || took > 3*time.Second {
+	// It cannot end before the budget (half the 1s interval); the upper bound only catches a
+	// hang, with room for a busy machine.
+	if took < 500*time.Millisecond || took > 30*time.Second {
 		t.Errorf("Evaluate took %s, want about half the 1s interval", took)
+	}
+	if want := "in 500ms (half the analysis interval)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
 	}
 }
 

@@ -299,7 +299,7 @@ func TestCancelDuringEvaluate(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnavailable) {
 		t.Errorf("error = %v, want context.DeadlineExceeded and not ErrUnavailable", err)
 	}
-	if took := time.Since(start); took > 5*time.Second {
+	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("Evaluate took %s after its context ended", took)
 	}
 	if !strings.Contains(err.Error(), "failed to") {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -112,4 +113,52 @@ func TestPreflight(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A Prometheus slower than half the analysis interval once does not fail the preflight:
+// nothing has moved yet, so its answer is waited for. Each query's first answer comes after
+// the window budget (half of the 2s interval) has passed; a window, which must keep to that
+// budget, gives up on the same answers.
+func TestPreflightWaitsForASlowAnswer(t *testing.T) {
+	t.Parallel()
+	const slow = 1200 * time.Millisecond
+	slowFirst := func(t *testing.T) Settings {
+		healthyAnswers := answers(healthy())
+		prom := newFakeProm(t, func(r *http.Request, q string, call int) (int, string) {
+			if call == 1 {
+				select {
+				case <-time.After(slow):
+				case <-r.Context().Done():
+				}
+			}
+			return healthyAnswers(r, q, call)
+		})
+		s := testSettings(prom.URL)
+		s.Interval = 2 * time.Second
+		return s
+	}
+	t.Run("preflight", func(t *testing.T) {
+		t.Parallel()
+		a, err := New(slowFirst(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Preflight(t.Context()); err != nil {
+			t.Fatalf("Preflight failed on answers slower than half the interval: %v", err)
+		}
+	})
+	t.Run("window", func(t *testing.T) {
+		t.Parallel()
+		a, err := New(slowFirst(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Evaluate(t.Context(), at)
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Evaluate = %v, want ErrUnavailable after half the interval", err)
+		}
+		if want := "no answer from Prometheus within"; !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	})
 }

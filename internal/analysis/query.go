@@ -36,7 +36,7 @@ func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
 	for _, c := range a.checks {
 		queries = append(queries, c.stable) // "" for custom checks: not sent
 	}
-	answers, err := a.queryAll(ctx, queries, at)
+	answers, err := a.queryAll(ctx, queries, at, a.windowPolicy())
 	if err != nil {
 		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", err)
 	}
@@ -66,7 +66,7 @@ func (a *Analyzer) Preflight(ctx context.Context) error {
 		}
 	}
 	queries = append(queries, a.stableProbe)
-	answers, err := a.queryAll(ctx, queries, time.Now())
+	answers, err := a.queryAll(ctx, queries, time.Now(), a.preflightPolicy())
 	if err != nil {
 		return fmt.Errorf("failed to check the analysis queries: %w", err)
 	}
@@ -101,7 +101,7 @@ func (a *Analyzer) Preflight(ctx context.Context) error {
 // queryAll runs the queries concurrently ("" is skipped and answers no
 // data). It returns an error only when Prometheus is unavailable or ctx ends;
 // then the queries still running are abandoned.
-func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time) ([]answer, error) {
+func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time, p retryPolicy) ([]answer, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	answers := make([]answer, len(queries))
@@ -120,7 +120,7 @@ func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time)
 				answers[i] = answer{err: context.Cause(ctx)}
 				return
 			}
-			v, err := a.query(ctx, q, at)
+			v, err := a.query(ctx, q, at, p)
 			answers[i] = answer{value: v, err: err}
 			if errors.Is(err, ErrUnavailable) {
 				cancel(err) // one unreachable query is enough: the others would wait as long
@@ -135,20 +135,43 @@ func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time)
 	return answers, nil
 }
 
+// preflightAttempt is the least time one preflight attempt waits for an answer. Nothing has
+// moved yet, so a Prometheus that is slow for a moment is waited for, not taken for down.
+const preflightAttempt = 10 * time.Second
+
+// retryPolicy bounds one query's attempts: each may take attempt, all of them total.
+type retryPolicy struct {
+	attempt, total time.Duration
+	totalName      string // how the reason names the total, e.g. "half the analysis interval"
+}
+
+// windowPolicy answers a window within half the interval, so that the next window starts on
+// time: one slow answer there costs one window, which the failure threshold tolerates.
+func (a *Analyzer) windowPolicy() retryPolicy {
+	return retryPolicy{attempt: a.budget, total: a.budget, totalName: "half the analysis interval"}
+}
+
+// preflightPolicy gives every attempt of a preflight query at least preflightAttempt and
+// Retries attempts in all: one slow or lost answer is tried again rather than failing the run.
+func (a *Analyzer) preflightPolicy() retryPolicy {
+	attempt := max(a.budget, preflightAttempt)
+	return retryPolicy{attempt: attempt, total: time.Duration(a.settings.Retries) * attempt, totalName: "the preflight's time"}
+}
+
 // query runs one instant query with retries and returns its single value.
-// Network errors, 5xx, 429 and Prometheus timeouts are retried with
-// exponential backoff within half the interval; a rejected query (bad_data)
-// or refused credentials are not. Every error names the query.
-func (a *Analyzer) query(ctx context.Context, q string, at time.Time) (float64, error) {
-	budget, cancel := context.WithTimeout(ctx, a.budget)
+// Network errors, 5xx, 429, Prometheus timeouts and attempts that got no
+// answer in time are retried with exponential backoff within the policy; a
+// rejected query (bad_data) or refused credentials are not. Every error names
+// the query.
+func (a *Analyzer) query(ctx context.Context, q string, at time.Time, p retryPolicy) (float64, error) {
+	budget, cancel := context.WithTimeout(ctx, p.total)
 	defer cancel()
 	backoff := a.settings.Backoff
 	var last error
 	attempts := 0
 	for {
 		attempts++
-		rctx, status := withStatus(budget)
-		val, _, _, err := a.api.Query(rctx, q, at)
+		val, err := a.attempt(budget, q, at, p.attempt)
 		if err == nil {
 			v, err := single(val, q)
 			return v, redactErr(err, a.secrets)
@@ -156,7 +179,10 @@ func (a *Analyzer) query(ctx context.Context, q string, at time.Time) (float64, 
 		if ctx.Err() != nil {
 			return 0, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
 		}
-		retry, why := classify(err, *status)
+		retry, why := classify(err.err, err.status)
+		if err.timedOut {
+			retry, why = true, fmt.Errorf("no answer from Prometheus within %s", humanDuration(err.waited))
+		}
 		if !retry {
 			return 0, redactErr(fmt.Errorf("failed to run query %s: %w", q, why), a.secrets)
 		}
@@ -180,9 +206,31 @@ func (a *Analyzer) query(ctx context.Context, q string, at time.Time) (float64, 
 	}
 	gaveUp := fmt.Sprintf("after %d attempts", attempts)
 	if budget.Err() != nil {
-		gaveUp = fmt.Sprintf("after %d attempts in %s (half the analysis interval)", attempts, humanDuration(a.budget))
+		gaveUp = fmt.Sprintf("after %d attempts in %s (%s)", attempts, humanDuration(p.total), p.totalName)
 	}
 	return 0, redactErr(fmt.Errorf("failed to run query %s: %w %s: %w", q, ErrUnavailable, gaveUp, last), a.secrets)
+}
+
+// attemptError is a failed attempt: the client's error and HTTP status, or that the attempt
+// (not the caller) ran out of time, after how long.
+type attemptError struct {
+	err      error
+	status   int
+	timedOut bool
+	waited   time.Duration
+}
+
+// attempt sends the query once, giving it at most limit within ctx.
+func (a *Analyzer) attempt(ctx context.Context, q string, at time.Time, limit time.Duration) (model.Value, *attemptError) {
+	start := time.Now()
+	actx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	actx, status := withStatus(actx)
+	val, _, _, err := a.api.Query(actx, q, at)
+	if err == nil {
+		return val, nil
+	}
+	return nil, &attemptError{err: err, status: *status, timedOut: actx.Err() != nil, waited: time.Since(start).Round(100 * time.Millisecond)}
 }
 
 // classify says whether a failed query is worth another try and why it
