@@ -257,7 +257,6 @@ func (m *Mesh) Weights() map[string]int {
 }
 
 func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	t := m.table.Load()
 	src := sample{reporter: reporterSource, namespace: m.opts.Namespace, service: t.service}
 
@@ -280,7 +279,6 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 			src.code = http.StatusNotFound
 		}
 		src.flags = "NR"
-		src.elapsed = time.Since(start)
 		m.metrics.record(src)
 		http.Error(w, "no route", src.code)
 		return
@@ -289,9 +287,8 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 	dst := src
 	dst.reporter, dst.version = reporterDestination, &b.version
 	dst.code, dst.flags, dst.elapsed = b.serve(r.Context())
-	src.version, src.code, src.flags = &b.version, dst.code, dst.flags
+	src.version, src.code, src.flags, src.elapsed = &b.version, dst.code, dst.flags, dst.elapsed
 	m.metrics.record(dst)
-	src.elapsed = time.Since(start)
 	m.metrics.record(src)
 	if dst.code == 0 {
 		return // the client went away
@@ -302,9 +299,10 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve plays the application: wait the latency, then answer 200 or, at the error rate, 503.
-// A client that goes away during the wait is Envoy's "DC" with response code 0.
+// The duration it reports is the latency it was set to, not the time the wait took: the
+// metrics then say what the test configured however busy the machine is. A client that goes
+// away during the wait is Envoy's "DC" with response code 0.
 func (b *backend) serve(ctx context.Context) (code int, flags string, elapsed time.Duration) {
-	start := time.Now()
 	bh := b.behaviour.Load()
 	if bh.latency > 0 {
 		t := time.NewTimer(bh.latency)
@@ -312,7 +310,7 @@ func (b *backend) serve(ctx context.Context) (code int, flags string, elapsed ti
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return 0, "DC", time.Since(start)
+			return 0, "DC", bh.latency
 		}
 	}
 	b.requests.Add(1)
@@ -320,5 +318,5 @@ func (b *backend) serve(ctx context.Context) (code int, flags string, elapsed ti
 	if bh.errorRate > 0 && rand.Float64() < bh.errorRate {
 		code = http.StatusServiceUnavailable
 	}
-	return code, "-", time.Since(start)
+	return code, "-", bh.latency
 }

@@ -159,8 +159,8 @@ func TestMesh(t *testing.T) {
 		patched := time.Since(start)
 		want := map[string]int{"v1": 50, "v2": 50}
 		for !cmp.Equal(want, mesh.Weights()) {
-			if time.Since(start) > 2*time.Second {
-				t.Fatalf("weights 2s after the patch: %v, want %v", mesh.Weights(), want)
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("weights 30s after the patch: %v, want %v", mesh.Weights(), want)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -332,7 +332,7 @@ func checkPrometheus(t *testing.T, mesh *meshsim.Mesh, p *testenv.Prometheus, ns
 	defer func() { cancel(); <-done }()
 
 	rateQuery := fmt.Sprintf(`sum(rate(istio_requests_total{reporter="destination",destination_workload="reviews-v2",destination_workload_namespace=%q}[10s]))`, ns)
-	wait, cancelWait := context.WithTimeout(t.Context(), 20*time.Second)
+	wait, cancelWait := context.WithTimeout(t.Context(), time.Minute)
 	defer cancelWait()
 	start := time.Now()
 	if err := p.WaitForSeries(wait, rateQuery); err != nil {
@@ -380,12 +380,12 @@ func checkPrometheus(t *testing.T, mesh *meshsim.Mesh, p *testenv.Prometheus, ns
 		t.Logf("%s = %.2f with %v latency", query, v, v1Latency)
 		return v
 	}
-	// Istio's buckets around 35ms are (25, 50]: quantiles interpolate inside that bucket. A
-	// busy machine may push over 1% of the sleeps past 50ms, so the p99 may land one bucket up.
+	// Every request reports the configured 35ms, in Istio's bucket (25, 50]: quantiles
+	// interpolate inside that bucket, however long the machine took to serve them.
 	if p50 := quantile(0.5); !(p50 > 25 && p50 <= 50) {
 		t.Errorf("p50 of reviews-v1 = %v, want in (25, 50]", p50)
 	}
-	if p99 := quantile(0.99); !(p99 > 25 && p99 <= 100) {
-		t.Errorf("p99 of reviews-v1 = %v, want in (25, 100]", p99)
+	if p99 := quantile(0.99); !(p99 > 25 && p99 <= 50) {
+		t.Errorf("p99 of reviews-v1 = %v, want in (25, 50]", p99)
 	}
 }

@@ -51,7 +51,7 @@ func TestPrometheusScrapes(t *testing.T) {
 
 	p := startPrometheus(t, []string{l.Addr().String()})
 
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	start := time.Now()
 	if err := p.WaitForSeries(ctx, `meshroll_test_up{job="mesh"} == 1`); err != nil {
