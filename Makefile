@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # sudo only when not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: tools lint test bench build demo clean
+.PHONY: tools lint test test-short soak bench build demo clean
 
 tools:
 	@command -v etcd >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }
@@ -21,6 +21,15 @@ lint:
 # -parallel 8: the end-to-end tests spend their time waiting for held steps, not computing.
 test: tools lint
 	MESHROLL_TEST_ASSETS=$(ASSETS) go test -count=1 -parallel 8 -timeout 20m ./...
+
+# The inner loop: pure tests only, no control plane, Prometheus or binary build.
+test-short: lint
+	go test -short -count=1 ./...
+
+# make test three times in a row beside two CPU-bound processes: a test that depends on the
+# machine's speed fails here. Not part of .ci/run, which stays fast.
+soak: tools
+	.ci/soak.sh
 
 bench: tools
 	MESHROLL_TEST_ASSETS=$(ASSETS) go test -run '^$$' -bench . -benchmem -count 5 ./...

@@ -56,6 +56,7 @@ var builtBinary = sync.OnceValues(func() (string, error) {
 
 func binary(t *testing.T) string {
 	t.Helper()
+	testenv.SkipShort(t) // a build of the whole binary is no inner-loop test
 	bin, err := builtBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -5,39 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
 
-// The package's Env, set by Main before any test runs.
+// The package's Env: started by the first Get, stopped by Main after the tests.
 var (
-	shared     *Env
-	skipReason string
-	mainUsed   bool
+	mainUsed  bool
+	startOnce sync.Once
+	shared    *Env
+	startErr  error
 )
 
-// Main is for TestMain: it starts one Env for the test package, runs the tests and stops it.
-// Missing binaries skip the tests that call Get, except when CI=true: there a missing binary
-// is a failure. Any other start-up error fails the package.
+// startTimeout bounds starting etcd, kube-apiserver and the CRDs on a busy 2-core machine.
+const startTimeout = 5 * time.Minute
+
+// Main is for TestMain: it runs the tests and stops the Env that Get started, if any. A test
+// package whose pure tests run alone (go test -short, or -run on them) never starts it.
 func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
 	mainUsed = true
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env, err := Start(ctx)
-	switch {
-	case errors.Is(err, ErrAssetsMissing) && os.Getenv("CI") != "true":
-		skipReason = err.Error()
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
-		return 1
-	default:
-		shared = env
-	}
-
 	code := m.Run()
 	if shared != nil {
 		if err := shared.Stop(); err != nil {
@@ -50,17 +41,34 @@ func run(m *testing.M) int {
 	return code
 }
 
-// Get returns the Env that Main started. It skips the test when the binaries are missing
-// outside CI.
+// Get returns the package's Env, starting it on first use. It skips the test under
+// `go test -short` (the inner loop runs pure tests only) and, outside CI, when the binaries
+// are missing; with CI=true a missing binary fails the test.
 func Get(t testing.TB) *Env {
 	t.Helper()
-	switch {
-	case shared != nil:
-		return shared
-	case skipReason != "":
-		t.Skip(skipReason)
-	default:
+	if !mainUsed {
 		t.Fatal("testenv.Get needs testenv.Main: add `func TestMain(m *testing.M) { testenv.Main(m) }`")
 	}
-	return nil
+	SkipShort(t)
+	startOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		shared, startErr = Start(ctx)
+	})
+	switch {
+	case errors.Is(startErr, ErrAssetsMissing) && os.Getenv("CI") != "true":
+		t.Skip(startErr)
+	case startErr != nil:
+		t.Fatalf("testenv: %v", startErr)
+	}
+	return shared
+}
+
+// SkipShort skips an integration test (one that starts a server or waits on real time) under
+// `go test -short`.
+func SkipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: runs without -short")
+	}
 }

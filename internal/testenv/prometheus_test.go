@@ -18,6 +18,7 @@ import (
 // startPrometheus skips outside CI when the binary is missing, like testenv.Get.
 func startPrometheus(t *testing.T, targets []string) *testenv.Prometheus {
 	t.Helper()
+	testenv.SkipShort(t)
 	start := time.Now()
 	p, err := testenv.StartPrometheus(t.Context(), targets, time.Second)
 	if errors.Is(err, testenv.ErrAssetsMissing) && os.Getenv("CI") != "true" {
