@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshroll/meshroll/internal/config"
 )
 
 // fakeProm speaks enough of the Prometheus HTTP API (/api/v1/query) for the
@@ -129,16 +131,19 @@ const (
 
 func testSettings(url string) Settings {
 	return Settings{
-		URL:            url,
-		Interval:       30 * time.Second,
-		MinSuccessRate: 99,
-		MaxLatencyP99:  500,
-		MinRequests:    20,
-		Namespace:      "shop",
-		CanaryWorkload: "cart-v2",
-		StableWorkload: "cart-v1",
-		Retries:        3,
-		Backoff:        time.Millisecond,
+		Analysis: config.Analysis{
+			PrometheusURL:  url,
+			Interval:       30 * time.Second,
+			MinSuccessRate: 99,
+			MaxLatencyP99:  500,
+			MinRequests:    20,
+			CanaryWorkload: "cart-v2",
+			StableWorkload: "cart-v1",
+			Reporter:       "destination",
+		},
+		Namespace: "shop",
+		Retries:   3,
+		Backoff:   time.Millisecond,
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/meshroll/meshroll/internal/config"
 )
 
 func TestQueries(t *testing.T) {
@@ -149,5 +151,32 @@ func TestTemplateData(t *testing.T) {
 	want := `team \"a\"|cart-v2|v1\\old|destination|30s`
 	if diff := cmp.Diff(want, queries[len(queries)-1]); diff != "" {
 		t.Errorf("rendered template (-want +got):\n%s", diff)
+	}
+}
+
+// What config.Load returns is what New takes, custom checks included: nothing is copied or
+// parsed again on the way.
+func TestNewFromConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load([]string{
+		"MESHROLL_VIRTUAL_SERVICE=cart", "MESHROLL_STABLE_SUBSET=v1", "MESHROLL_CANARY_SUBSET=v2",
+		"MESHROLL_PROMETHEUS_URL=http://prometheus.invalid:9090", "MESHROLL_CANARY_WORKLOAD=cart-v2", "MESHROLL_STABLE_WORKLOAD=cart-v1",
+		"MESHROLL_ANALYSIS_INTERVAL=1m", "MESHROLL_STEP_DURATION=2m", "MESHROLL_REPORTER=source",
+		`MESHROLL_CHECKS=[{name: errors, query: 'sum(rate(errors{ns="{{.Namespace}}",workload="{{.CanaryWorkload}}"}[{{.Interval}}]))', max: 1}]`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Settings{Analysis: cfg.Analysis, Namespace: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries := a.Queries()
+	want := []string{
+		`sum(increase(istio_requests_total{reporter="source",destination_workload_namespace="shop",destination_workload="cart-v2"}[60s]))`,
+		`sum(rate(errors{ns="shop",workload="cart-v2"}[60s]))`,
+	}
+	if diff := cmp.Diff(want, []string{queries[0], queries[len(queries)-1]}); diff != "" {
+		t.Errorf("first and last query (-want +got):\n%s", diff)
 	}
 }

@@ -129,32 +129,10 @@ func getenv(environ []string) func(string) string {
 
 // newAnalyzer builds the metric analysis of cfg, or returns nil when it is off.
 func newAnalyzer(cfg config.Config) (rollout.Analysis, error) {
-	a := cfg.Analysis
-	if !a.Enabled() {
+	if !cfg.Analysis.Enabled() {
 		return nil, nil
 	}
-	checks, err := analysis.ParseChecks(a.Checks)
-	if err != nil {
-		return nil, fmt.Errorf("MESHROLL_CHECKS: %w", err)
-	}
-	analyzer, err := analysis.New(analysis.Settings{
-		URL:                a.PrometheusURL,
-		Token:              a.Token,
-		Username:           a.Username,
-		Password:           a.Password,
-		CAFile:             a.CAFile,
-		InsecureSkipVerify: a.InsecureSkipVerify,
-		Headers:            a.Headers,
-		Interval:           a.Interval,
-		MinSuccessRate:     a.MinSuccessRate,
-		MaxLatencyP99:      a.MaxLatencyP99,
-		MinRequests:        a.MinRequests,
-		Checks:             checks,
-		Namespace:          cfg.Namespace,
-		CanaryWorkload:     a.CanaryWorkload,
-		StableWorkload:     a.StableWorkload,
-		Reporter:           a.Reporter,
-	})
+	analyzer, err := analysis.New(analysis.Settings{Analysis: cfg.Analysis, Namespace: cfg.Namespace})
 	if err != nil {
 		return nil, err
 	}

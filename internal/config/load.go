@@ -7,8 +7,10 @@
 // so the caller can map it to exit code 2.
 //
 // The way through: load.go reads the environment into input (strings only),
-// defaults.go fills the blank variables that have a default, validate.go turns
-// the strings into the typed Config of types.go and collects every problem.
+// defaults.go fills the blank variables that have a default, validate.go (and
+// validate_analysis.go, parse.go, checks.go) turn the strings into the typed
+// Config of types.go and collect every problem. Config is the only validator
+// of input: what it returns is used as it is.
 package config
 
 import (

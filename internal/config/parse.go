@@ -65,9 +65,26 @@ func headers(v *validator, raw string) map[string]string {
 			v.add(fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d is not \"Name: value\"; write one header per line, e.g. X-Scope-OrgID: tenant-1", i+1))
 			continue
 		}
-		out[name] = strings.TrimSpace(value)
+		value = strings.TrimSpace(value)
+		switch {
+		case !headerName(name):
+			v.add(fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d: %q is not a valid HTTP header name; use letters, digits and '-', e.g. X-Scope-OrgID: tenant-1", i+1, name))
+		case strings.ContainsAny(value, "\r\x00"):
+			v.add(fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d: the value of %s holds a carriage return or NUL; remove it", i+1, name))
+		}
+		out[name] = value // even when invalid: Reporting takes the values as secrets
 	}
 	return out
+}
+
+// headerName reports whether name is an HTTP field name: a token (RFC 9110).
+func headerName(name string) bool {
+	for _, r := range name {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // parseWeight accepts a plain decimal integer from 0 to 100 (no sign, so "-0"

@@ -61,8 +61,9 @@ const (
 	ActionLeave    Action = "leave"    // leave the weights where they are (MESHROLL_ON_CANCEL)
 )
 
-// Analysis is the metric analysis part of the input. Values are checked for syntax and range
-// here; the custom checks and the Prometheus client are validated by the analysis package.
+// Analysis is the metric analysis part of the input, every value validated: the analysis
+// package builds its Prometheus client and queries from it and checks nothing again, except
+// what only I/O can tell (whether CAFile holds a certificate).
 type Analysis struct {
 	PrometheusURL      string
 	Token              string // secret
@@ -76,7 +77,7 @@ type Analysis struct {
 	MaxLatencyP99      float64 // milliseconds
 	MinRequests        float64
 	FailureThreshold   int
-	Checks             string // MESHROLL_CHECKS as given: a YAML or JSON list
+	Checks             []Check // MESHROLL_CHECKS, parsed; nil when there are none
 	CanaryWorkload     string
 	StableWorkload     string
 	Reporter           string // destination or source

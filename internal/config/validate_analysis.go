@@ -1,8 +1,10 @@
 package config
 
 import (
+	"maps"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +20,6 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 		Username:       strings.TrimSpace(in.Username),
 		Password:       in.Password,
 		CAFile:         strings.TrimSpace(in.CAFile),
-		Checks:         in.Checks,
 		CanaryWorkload: strings.TrimSpace(in.CanaryWorkload),
 		StableWorkload: strings.TrimSpace(in.StableWorkload),
 	}
@@ -27,7 +28,9 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 		return Analysis{}
 	}
 	in.prometheusAccess(v, &a)
+	credentials(v, a)
 	in.thresholds(v, &a)
+	a.Checks = customChecks(v, in.Checks)
 	workloads(v, a)
 	hold(v, cfg, a)
 	return a
@@ -82,6 +85,27 @@ func (in input) prometheusAccess(v *validator, a *Analysis) {
 		a.InsecureSkipVerify = b
 	}
 	a.Headers = headers(v, in.Headers)
+}
+
+// credentials checks that Prometheus gets one kind of credentials: a bearer token, or a
+// username and password, or an Authorization header. Values are secret and never echoed.
+func credentials(v *validator, a Analysis) {
+	if a.Token != "" && (a.Username != "" || a.Password != "") {
+		v.add("MESHROLL_PROMETHEUS_TOKEN is set together with MESHROLL_PROMETHEUS_USERNAME or MESHROLL_PROMETHEUS_PASSWORD: " +
+			"set either a bearer token or a username and password for Prometheus, not both")
+	}
+	if a.Password != "" && a.Username == "" {
+		v.required("MESHROLL_PROMETHEUS_USERNAME", "MESHROLL_PROMETHEUS_PASSWORD is set, and basic auth needs a username too; set it, or unset MESHROLL_PROMETHEUS_PASSWORD")
+	}
+	if a.Token == "" && a.Username == "" {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.Headers)) {
+		if strings.EqualFold(name, "Authorization") {
+			v.add("MESHROLL_PROMETHEUS_HEADERS: sets " + name + ", which conflicts with MESHROLL_PROMETHEUS_TOKEN or MESHROLL_PROMETHEUS_USERNAME; " +
+				"set the credentials one way only")
+		}
+	}
 }
 
 // thresholds checks how often the canary is judged and against what.

@@ -1,10 +1,11 @@
-package analysis
+package config
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -16,27 +17,20 @@ import (
 // Check is a custom check: one PromQL query for the canary whose single value
 // must lie within [Min, Max] (each bound optional, at least one set).
 //
-// Query is a Go template (field placeholders only, see queryTemplate) rendered once per analyzer with these keys,
-// and no others (a misspelt key is an error, not "<no value>"):
-//
-//	{{.Namespace}}       the workloads' namespace
-//	{{.CanaryWorkload}}  the canary's destination_workload
-//	{{.StableWorkload}}  the stable's destination_workload
-//	{{.Reporter}}        Istio's reporter label ("destination" or "source")
-//	{{.Interval}}        the window as a PromQL duration, e.g. 30s
-//
-// The label values are already escaped for a PromQL double-quoted string
-// (backslash, double quote and newline), so they are meant to stand inside
-// double quotes: destination_workload="{{.CanaryWorkload}}". A value then
-// stays one string literal whatever it holds; outside quotes it is not safe.
+// Query is a Go template limited to field placeholders (see queryTemplate), rendered once per
+// run with the keys of QueryData and no others (a misspelt key is an error, not
+// "<no value>"). The label values are escaped for a PromQL double-quoted string (backslash,
+// double quote and newline), so they are meant to stand inside double quotes:
+// destination_workload="{{.CanaryWorkload}}". A value then stays one string literal whatever
+// it holds; outside quotes it is not safe.
 //
 // The query must return one series (aggregate with sum(...) or similar); an
 // empty answer, NaN or ±Inf is "no-data", never a pass.
 type Check struct {
-	Name  string   `json:"name"`
-	Query string   `json:"query"`
-	Min   *float64 `json:"min,omitempty"`
-	Max   *float64 `json:"max,omitempty"`
+	Name  string
+	Query string
+	Min   *float64
+	Max   *float64
 }
 
 // Names of the built-in checks; a custom check may not take them.
@@ -49,35 +43,46 @@ const (
 var (
 	checkName   = regexp.MustCompile(`^[a-z0-9-]+$`)
 	checkFields = []string{"name", "query", "min", "max"}
-	// sampleData renders templates while parsing, so that a missing key is
-	// caught before anything runs; the real values are escaped the same way.
-	sampleData = templateData(labels{reporter: "destination", namespace: "default", canary: "app-canary", stable: "app-stable"}, "60s")
+	// sampleData renders each query once while loading, so that a missing key is caught
+	// before anything runs.
+	sampleData = QueryData{Namespace: "default", CanaryWorkload: "app-canary", StableWorkload: "app-stable", Reporter: "destination", Interval: "60s"}
 )
 
-// ParseChecks reads MESHROLL_CHECKS: a YAML or JSON list of
-// {name, query, min, max}. Empty text means no custom checks. Every problem
-// is reported at once, naming the entry and the field.
-func ParseChecks(text string) ([]Check, error) {
+// customChecks reads MESHROLL_CHECKS: a YAML or JSON list of {name, query, min, max}. Blank
+// text means no custom checks. Every problem is recorded, naming the entry and the field.
+func customChecks(v *validator, text string) []Check {
+	checks, errs := parseChecks(text)
+	for _, err := range errs {
+		v.add("MESHROLL_CHECKS: " + oneLine(err.Error()))
+	}
+	if len(errs) > 0 || len(checks) == 0 {
+		return nil
+	}
+	return checks
+}
+
+// parseChecks parses the list and validates every entry.
+func parseChecks(text string) ([]Check, []error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, nil
 	}
 	// YAML is a superset of JSON; the strict conversion rejects duplicate keys.
 	raw, err := yaml.YAMLToJSONStrict([]byte(text))
 	if err != nil {
-		return nil, fmt.Errorf("failed to parse the checks as YAML or JSON: %w", err)
+		return nil, []error{fmt.Errorf("failed to parse the checks as YAML or JSON: %w", err)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("failed to parse the checks as YAML or JSON: %w", err)
+		return nil, []error{fmt.Errorf("failed to parse the checks as YAML or JSON: %w", err)}
 	}
 	if doc == nil {
 		return nil, nil
 	}
 	list, ok := doc.([]any)
 	if !ok {
-		return nil, errors.New("the checks must be a list of {name, query, min, max}, e.g. [{name: error-rate, query: 'sum(...)', max: 1}]")
+		return nil, []error{errors.New("the checks must be a list of {name, query, min, max}, e.g. [{name: error-rate, query: 'sum(...)', max: 1}]")}
 	}
 
 	var errs []error
@@ -87,15 +92,11 @@ func ParseChecks(text string) ([]Check, error) {
 		c, bad, fieldErrs := decodeCheck(i, item)
 		errs = append(errs, fieldErrs...)
 		if _, isMap := item.(map[string]any); isMap {
-			_, checkErrs := validateCheck(i, c, names, bad)
-			errs = append(errs, checkErrs...)
+			errs = append(errs, validateCheck(i, c, names, bad)...)
 		}
 		checks = append(checks, c)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return checks, nil
+	return checks, errs
 }
 
 // decodeCheck turns one list entry into a Check, naming every field of the
@@ -113,12 +114,7 @@ func decodeCheck(i int, item any) (Check, map[string]bool, []error) {
 	}
 	where := entry(i, c.Name)
 	var errs []error
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		v := fields[k]
 		switch k {
 		case "name", "query":
@@ -153,10 +149,10 @@ func decodeCheck(i int, item any) (Check, map[string]bool, []error) {
 	return c, bad, errs
 }
 
-// validateCheck checks one custom check and parses its template. names
-// collects the names seen so far to catch duplicates; fields in bad were
-// already reported as malformed.
-func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) (*queryTemplate, []error) {
+// validateCheck checks one custom check and renders its query with sample values. names
+// collects the names seen so far to catch duplicates; fields in bad were already reported as
+// malformed.
+func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) []error {
 	where := entry(i, c.Name)
 	var errs []error
 	switch {
@@ -174,6 +170,30 @@ func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) (*
 			names[c.Name] = i
 		}
 	}
+	errs = append(errs, validateBounds(where, c, bad)...)
+	if bad["query"] {
+		return errs
+	}
+	if strings.TrimSpace(c.Query) == "" {
+		return append(errs, fmt.Errorf("%s: query is required", where))
+	}
+	tmpl, err := parseQuery(c.Name, c.Query)
+	if err != nil {
+		return append(errs, fmt.Errorf("%s: query is not a valid template: %w", where, err))
+	}
+	rendered, err := tmpl.render(sampleData.placeholders())
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("%s: query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): %w", where, err))
+	case strings.TrimSpace(rendered) == "":
+		errs = append(errs, fmt.Errorf("%s: query renders to nothing", where))
+	}
+	return errs
+}
+
+// validateBounds checks that a check can fail, and pass.
+func validateBounds(where string, c Check, bad map[string]bool) []error {
+	var errs []error
 	for _, b := range []struct {
 		field string
 		v     *float64
@@ -189,36 +209,7 @@ func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) (*
 	case c.Min != nil && c.Max != nil && *c.Min > *c.Max:
 		errs = append(errs, fmt.Errorf("%s: min %v is greater than max %v; no value could pass", where, *c.Min, *c.Max))
 	}
-	if bad["query"] {
-		return nil, errs
-	}
-	if strings.TrimSpace(c.Query) == "" {
-		return nil, append(errs, fmt.Errorf("%s: query is required", where))
-	}
-	tmpl, err := parseQuery(c.Name, c.Query)
-	if err != nil {
-		return nil, append(errs, fmt.Errorf("%s: query is not a valid template: %w", where, err))
-	}
-	rendered, err := tmpl.render(sampleData)
-	switch {
-	case err != nil:
-		errs = append(errs, fmt.Errorf("%s: query cannot be rendered (the keys are .Namespace, .CanaryWorkload, .StableWorkload, .Reporter, .Interval): %w", where, err))
-	case strings.TrimSpace(rendered) == "":
-		errs = append(errs, fmt.Errorf("%s: query renders to nothing", where))
-	}
-	return tmpl, errs
-}
-
-// templateData holds the keys a custom query may use; the label values in q
-// are already escaped.
-func templateData(q labels, window string) map[string]string {
-	return map[string]string{
-		"Namespace":      q.namespace,
-		"CanaryWorkload": q.canary,
-		"StableWorkload": q.stable,
-		"Reporter":       q.reporter,
-		"Interval":       window,
-	}
+	return errs
 }
 
 func entry(i int, name string) string {
@@ -240,4 +231,18 @@ func describe(v any) string {
 		return "a mapping"
 	}
 	return fmt.Sprintf("%v", v)
+}
+
+// oneLine joins a message that spans lines (the YAML parser lists duplicate keys one per
+// line), so that each problem stays one line of the report.
+func oneLine(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	head, rest := lines[0], slices.DeleteFunc(lines[1:], func(l string) bool { return l == "" })
+	if len(rest) == 0 {
+		return head
+	}
+	return head + " " + strings.Join(rest, "; ")
 }

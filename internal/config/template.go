@@ -1,10 +1,42 @@
-package analysis
+package config
 
 import (
 	"fmt"
 	"strings"
 	"text/template/parse"
 )
+
+// QueryData are the values a custom check's query may use, by placeholder: {{.Namespace}},
+// {{.CanaryWorkload}}, {{.StableWorkload}}, {{.Reporter}} and {{.Interval}}. The caller
+// escapes them for where they stand in the query.
+type QueryData struct {
+	Namespace      string // the workloads' namespace
+	CanaryWorkload string // the canary's destination_workload
+	StableWorkload string // the stable's destination_workload
+	Reporter       string // Istio's reporter label
+	Interval       string // the window as a PromQL duration, e.g. 30s
+}
+
+// placeholders maps each placeholder to its value; a key missing here is a query error.
+func (d QueryData) placeholders() map[string]string {
+	return map[string]string{
+		"Namespace":      d.Namespace,
+		"CanaryWorkload": d.CanaryWorkload,
+		"StableWorkload": d.StableWorkload,
+		"Reporter":       d.Reporter,
+		"Interval":       d.Interval,
+	}
+}
+
+// Render fills the placeholders of the check's query from d. For a check that Load returned
+// it cannot fail: Load rendered the query once with sample values.
+func (c Check) Render(d QueryData) (string, error) {
+	tmpl, err := parseQuery(c.Name, c.Query)
+	if err != nil {
+		return "", err
+	}
+	return tmpl.render(d.placeholders())
+}
 
 // queryTemplate is a custom check's query: Go template syntax, limited to field references
 // such as {{.CanaryWorkload}}, which is all a query needs. It is not text/template because
