@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/meshroll/meshroll/internal/config"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden/report")
 
 var allCIs = []config.CI{config.CIGitHub, config.CIGitLab, config.CIJenkins, config.CIPlain}
 
@@ -48,16 +43,17 @@ func newRun(t *testing.T, ci config.CI, secrets ...string) (Reporter, *run, *byt
 	return rep, r, &stdout
 }
 
-// files returns every file a run produced, by the golden file name.
+// files returns everything a run produced, by file name: its log, the result files and, for
+// GitHub, the runner's files.
 func (r *run) files(t *testing.T, ci config.CI) map[string][]byte {
 	t.Helper()
-	out := map[string][]byte{"stdout.txt": []byte(strings.ReplaceAll(r.stdout, r.outDir, "meshroll-out"))}
+	out := map[string][]byte{logFile: []byte(strings.ReplaceAll(r.stdout, r.outDir, "meshroll-out"))}
 	for _, name := range []string{ResultFile, SummaryFile, OutputsFile, JUnitFile} {
 		out[name] = readFile(t, filepath.Join(r.outDir, name))
 	}
 	if ci == config.CIGitHub {
-		out["github_output.txt"] = readFile(t, r.env["GITHUB_OUTPUT"])
-		out["step_summary.md"] = readFile(t, r.env["GITHUB_STEP_SUMMARY"])
+		out[githubOutputFile] = readFile(t, r.env["GITHUB_OUTPUT"])
+		out[stepSummaryFile] = readFile(t, r.env["GITHUB_STEP_SUMMARY"])
 	}
 	return out
 }
@@ -78,65 +74,6 @@ func finish(t *testing.T, ci config.CI, f fixture, secrets ...string) *run {
 	r.finished = replay(rep, f.res)
 	r.stdout = stdout.String()
 	return r
-}
-
-func TestGolden(t *testing.T) {
-	t.Parallel()
-	for _, ci := range allCIs {
-		for _, f := range fixtures() {
-			t.Run(string(ci)+"/"+f.name, func(t *testing.T) {
-				t.Parallel()
-				r := finish(t, ci, f)
-				if r.finished != nil {
-					t.Fatalf("Finish: %v", r.finished)
-				}
-				for name, got := range r.files(t, ci) {
-					golden(t, filepath.Join(string(ci), f.name, name), got)
-				}
-			})
-		}
-	}
-}
-
-// golden compares got with testdata/golden/report/<name>, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("..", "..", "testdata", "golden", "report", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/report -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs from the golden file (-want +got; go test ./internal/report -update rewrites it):\n%s", name, diff)
-	}
-}
-
-// The files are the same whatever the CI: only how the log looks differs.
-func TestFilesDoNotDependOnCI(t *testing.T) {
-	t.Parallel()
-	for _, f := range fixtures() {
-		plain := finish(t, config.CIPlain, f).files(t, config.CIPlain)
-		for _, ci := range allCIs {
-			got := finish(t, ci, f).files(t, ci)
-			for _, name := range []string{ResultFile, SummaryFile, OutputsFile, JUnitFile} {
-				if diff := cmp.Diff(string(plain[name]), string(got[name])); diff != "" {
-					t.Errorf("%s %s: %s differs from plain's:\n%s", ci, f.name, name, diff)
-				}
-			}
-			if ci == config.CIGitHub && string(got["step_summary.md"]) != string(plain[SummaryFile])+"\n" {
-				t.Errorf("%s: the job summary is not summary.md", f.name)
-			}
-		}
-	}
 }
 
 // result.json carries the schema header, every field of the result and the figures of the
