@@ -90,13 +90,13 @@ type binaryRun struct {
 	out            string // MESHROLL_OUTPUT_DIR
 }
 
-// runBinary runs the binary with exactly env (no inherited variables but PATH).
-func runBinary(t *testing.T, env map[string]string) binaryRun {
+// runBinary runs the binary with args and exactly env (no inherited variables but PATH).
+func runBinary(t *testing.T, env map[string]string, args ...string) binaryRun {
 	t.Helper()
 	bin := binary(t) // built once, before the run's own deadline starts
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(environ(env), "PATH="+os.Getenv("PATH"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -275,6 +275,60 @@ func TestBinaryInEveryCI(t *testing.T) {
 				t.Errorf("stderr lacks the proxy's message, redacted:\n%s", got.stderr)
 			}
 			assertNoSecrets(t, files, secrets[0], secrets[1:]...)
+		})
+	}
+}
+
+// The command line of the built binary: help is printed on stdout and exits 0, an argument
+// meshroll does not understand exits 2 with the usage on stderr, and neither writes a file,
+// not even GitHub's.
+func TestBinaryCommandLine(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args     []string
+		wantCode int
+		stdout   string // a substring; "" = nothing printed
+		stderr   string
+	}{
+		{args: []string{"--help"}, wantCode: 0, stdout: "Usage:\n  meshroll [MODE]"},
+		{args: []string{"help"}, wantCode: 0, stdout: "Usage:\n  meshroll [MODE]"},
+		{args: []string{"--dry-run"}, wantCode: 2, stderr: "meshroll: unknown argument \"--dry-run\""},
+		{args: []string{"status", "reviews"}, wantCode: 2, stderr: "meshroll: too many arguments"},
+		{args: []string{"status"}, wantCode: 2, stderr: "the argument asks for mode status but MESHROLL_MODE=progress"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			env := map[string]string{
+				"HOME":                     dir,
+				"MESHROLL_MODE":            "progress",
+				"MESHROLL_VIRTUAL_SERVICE": "reviews",
+				"MESHROLL_STABLE_SUBSET":   "v1",
+				"MESHROLL_CANARY_SUBSET":   "v2",
+				"MESHROLL_OUTPUT_DIR":      filepath.Join(dir, "out"),
+				"GITHUB_ACTIONS":           "true",
+				"GITHUB_OUTPUT":            filepath.Join(dir, "github_output"),
+				"GITHUB_STEP_SUMMARY":      filepath.Join(dir, "step_summary"),
+			}
+			got := runBinary(t, env, tt.args...)
+			if got.code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", got.code, tt.wantCode, got.stdout, got.stderr)
+			}
+			for _, c := range []struct{ name, got, want string }{{"stdout", got.stdout, tt.stdout}, {"stderr", got.stderr, tt.stderr}} {
+				if (c.want == "") != (c.got == "") || !strings.Contains(c.got, c.want) {
+					t.Errorf("%s does not hold %q:\n%s", c.name, c.want, c.got)
+				}
+			}
+			if tt.wantCode == 2 && !strings.Contains(got.stderr, "Usage:") && tt.args[0] != "status" {
+				t.Errorf("stderr lacks the usage:\n%s", got.stderr)
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				t.Errorf("%s was written", e.Name())
+			}
 		})
 	}
 }

@@ -5,19 +5,13 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/meshroll/meshroll/internal/app"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	environ := os.Environ()
-	if len(os.Args) == 2 && os.Args[1] == "version" {
-		environ = append(environ, "MESHROLL_MODE=version")
-	}
-	code := app.Main(ctx, environ, os.Stdout, os.Stderr)
+	ctx, stop := app.SignalContext(context.Background())
+	code := app.Main(ctx, os.Args, os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -209,7 +209,7 @@ func (r *rig) start(tb testing.TB, vars ...string) *running {
 	m := &running{cancel: cancel, done: make(chan struct{}), started: time.Now()}
 	go func() {
 		defer close(m.done)
-		m.code = Main(ctx, environ, &m.stdout, &m.stderr)
+		m.code = Main(ctx, []string{"meshroll"}, environ, &m.stdout, &m.stderr)
 		m.took = time.Since(m.started)
 	}()
 	tb.Cleanup(func() { cancel(); <-m.done })

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,9 +22,14 @@ import (
 // Version is set at build time with -ldflags "-X github.com/meshroll/meshroll/internal/app.Version=...".
 var Version = "dev"
 
-// Main runs meshroll with the given environment and returns the process exit code.
-func Main(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
-	if slices.Contains(environ, "MESHROLL_MODE=version") {
+// Main runs meshroll with the given command line (os.Args: the program's name first, then at
+// most a mode or help) and environment, and returns the process exit code.
+func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	environ, code, done := command(args, environ, stdout, stderr)
+	if done {
+		return code
+	}
+	if strings.TrimSpace(getenv(environ)("MESHROLL_MODE")) == modeVersion {
 		fmt.Fprintln(stdout, Version)
 		return 0
 	}

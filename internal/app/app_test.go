@@ -109,7 +109,7 @@ func runMain(ctx context.Context, t *testing.T, env *testenv.Env, ns string, var
 	}
 	environ = append(environ, vars...) // later entries win, as in a shell
 	var stdout, stderr bytes.Buffer
-	code := Main(ctx, environ, &stdout, &stderr)
+	code := Main(ctx, []string{"meshroll"}, environ, &stdout, &stderr)
 	return run{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 

@@ -23,6 +23,9 @@ const (
 // modes is the order in which the allowed values are listed in messages.
 var modes = []Mode{ModePhase, ModeProgress, ModePromote, ModeRollback, ModeStatus}
 
+// Modes returns the values MESHROLL_MODE accepts, in the order messages list them.
+func Modes() []Mode { return slices.Clone(modes) }
+
 // Config is the validated input of one run.
 type Config struct {
 	Mode             Mode
