@@ -17,6 +17,7 @@ import (
 	"github.com/meshroll/meshroll/internal/report"
 	"github.com/meshroll/meshroll/internal/rollout"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/istio"
 )
 
 // Version is set at build time with -ldflags "-X github.com/meshroll/meshroll/internal/app.Version=...".
@@ -67,12 +68,14 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 	if err != nil {
 		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
 	}
-	tc := traffic.NewClient(clients.Istio, clients.Kube, traffic.Target{
+	tc := istio.NewClient(clients.Istio, clients.Kube, istio.Target{
 		Namespace:      cfg.Namespace,
 		VirtualService: cfg.VirtualService,
 		Route:          cfg.Route,
 		StableSubset:   cfg.StableSubset,
 		CanarySubset:   cfg.CanarySubset,
+		StableService:  cfg.StableService,
+		CanaryService:  cfg.CanaryService,
 	})
 	res := rollout.NewRunner(tc, analyzer, rep).Run(ctx, cfg)
 	if res.Err != nil {
@@ -102,7 +105,8 @@ func reject(rep report.Reporter, cfg config.Config, stderr io.Writer, msg string
 	now := time.Now()
 	return finish(rep, cfg, stderr, rollout.Result{
 		Mode: cfg.Mode, Outcome: rollout.Invalid, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
-		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StartedAt: now, FinishedAt: now,
+		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StableService: cfg.StableService, CanaryService: cfg.CanaryService,
+		StartedAt: now, FinishedAt: now,
 		Reason: err.Error(), Err: err,
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshroll/meshroll/internal/testenv"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/istio"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -119,11 +120,11 @@ func weights(t *testing.T, env *testenv.Env, ns, name string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, err := traffic.NewState(ns, name, vs.ResourceVersion, &vs.Spec, traffic.Target{Namespace: ns, VirtualService: name, StableSubset: "v1", CanarySubset: "v2"})
+	state, err := istio.NewState(ns, name, vs.ResourceVersion, specJSON(t, vs), istio.Target{Namespace: ns, VirtualService: name, StableSubset: "v1", CanarySubset: "v2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return traffic.DescribeWeights(state.Destinations), vs.ResourceVersion
+	return traffic.DescribeWeights(state.Routing().Destinations), vs.ResourceVersion
 }
 
 func resourceVersion(t *testing.T, env *testenv.Env, ns, name string) string {

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const detectionInterval = 5 * time.Second
@@ -42,7 +40,6 @@ const detectionInterval = 5 * time.Second
 // 5 calls of `make bench` (-count 5) takes about 20s.
 func BenchmarkDetectionLatency(b *testing.B) {
 	r := newRig(b, rigOptions{rps: 100})
-	client := r.env.Istio.NetworkingV1().VirtualServices(r.ns)
 	target := detectionInterval + scrapeInterval + 2*time.Second
 	// The 5xx of the canary in the last window: meshroll's success rate sees them until they
 	// are older than one interval (plus two scrapes, to be sure the last ones were scraped).
@@ -80,20 +77,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 		r.mesh.SetBehaviour("v2", 1, 0)
 		failedAt := time.Now()
 
-		var took time.Duration
-		for took == 0 {
-			vs, err := client.Get(b.Context(), "reviews", metav1.GetOptions{})
-			switch {
-			case err != nil:
-				b.Fatal(err)
-			case canaryWeight(vs) == 0:
-				took = time.Since(failedAt)
-			case time.Since(failedAt) > time.Minute:
-				b.Fatalf("the failing canary still has weight %d %v after it began to fail", canaryWeight(vs), time.Since(failedAt))
-			default:
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
+		took := r.untilStable(b, failedAt)
 		got := m.wait(b)
 		got.expect(b, 3, "canary-failed")
 		got.expectOutput(b, "check success-rate failed")
@@ -114,4 +98,29 @@ func median(sorted []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// BenchmarkCancelRollback measures how long traffic stays on the canary after a cancel
+// (SIGINT or SIGTERM from the CI system, which kills the process a few seconds later): from
+// the cancel during a held, judged step until the VirtualService read back from the API server
+// (every 50ms) has all traffic on stable. target-s is the 5s that CI systems commonly give
+// between SIGTERM and SIGKILL (MESHROLL_ON_CANCEL=rollback's budget).
+//
+//	MESHROLL_TEST_ASSETS=$HOME/.cache/meshroll/k8s-v1.37.2 go test -run '^$' -bench CancelRollback -benchtime 5x ./internal/app/
+func BenchmarkCancelRollback(b *testing.B) {
+	r := newRig(b, rigOptions{rps: 50})
+	var back []float64
+	for b.Loop() {
+		m := r.start(b, "MESHROLL_STEP_DURATION=10m", "MESHROLL_TIMEOUT=2m")
+		m.waitForOutput(b, regexp.MustCompile(`step 1/3 window 1 at`))
+		cancelled := time.Now()
+		m.cancel()
+		took := r.untilStable(b, cancelled)
+		m.wait(b).expect(b, 130, "cancelled")
+		back = append(back, took.Seconds())
+	}
+	slices.Sort(back)
+	b.ReportMetric(median(back), "back-s/op")
+	b.ReportMetric(back[len(back)-1], "max-back-s")
+	b.ReportMetric(5, "target-s")
 }

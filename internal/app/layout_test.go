@@ -6,21 +6,23 @@ import (
 	"testing"
 )
 
-// The layout of DESIGN.md: config, kube and traffic import no other internal package;
+// The layout of DESIGN.md: config, kube and traffic import no other internal package; the
+// traffic backends (traffic/istio) import traffic only;
 // analysis knows config only (its validated input); rollout knows config, traffic and analysis
 // (types and errors) only; testenv and demo are never linked into meshroll.
 func TestLayout(t *testing.T) {
 	t.Parallel()
 	const module = "github.com/meshroll/meshroll/"
 	allowed := map[string][]string{
-		"internal/config":   nil,
-		"internal/testenv":  nil,
-		"internal/kube":     nil,
-		"internal/traffic":  nil,
-		"internal/analysis": {"internal/config"},
-		"internal/rollout":  {"internal/analysis", "internal/config", "internal/traffic"},
-		"internal/report":   {"internal/analysis", "internal/config", "internal/rollout", "internal/traffic"},
-		".":                 {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/report", "internal/rollout", "internal/traffic"},
+		"internal/config":        nil,
+		"internal/testenv":       nil,
+		"internal/kube":          nil,
+		"internal/traffic":       nil,
+		"internal/traffic/istio": {"internal/traffic"},
+		"internal/analysis":      {"internal/config"},
+		"internal/rollout":       {"internal/analysis", "internal/config", "internal/traffic"},
+		"internal/report":        {"internal/analysis", "internal/config", "internal/rollout", "internal/traffic"},
+		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
 	}
 	for pkg, want := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()

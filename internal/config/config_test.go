@@ -58,6 +58,19 @@ func TestLoad(t *testing.T) {
 			change:  func(*Config) {},
 		},
 		{
+			name:    "host-level split: services instead of subsets",
+			environ: []string{"MESHROLL_VIRTUAL_SERVICE=reviews", "MESHROLL_STABLE_SERVICE= reviews-stable ", "MESHROLL_CANARY_SERVICE=reviews-canary.shop.svc.cluster.local"},
+			change: func(c *Config) {
+				c.StableSubset, c.CanarySubset = "", ""
+				c.StableService, c.CanaryService = "reviews-stable", "reviews-canary.shop.svc.cluster.local"
+			},
+		},
+		{
+			name:    "same Service, different subsets",
+			environ: with("MESHROLL_STABLE_SERVICE=reviews", "MESHROLL_CANARY_SERVICE=reviews"),
+			change:  func(c *Config) { c.StableService, c.CanaryService = "reviews", "reviews" },
+		},
+		{
 			name: "set but empty behaves like unset",
 			environ: with("MESHROLL_MODE=", "MESHROLL_NAMESPACE=", "MESHROLL_ROUTE=", "MESHROLL_WEIGHT=", "MESHROLL_STEPS=",
 				"MESHROLL_STEP_DURATION=", "MESHROLL_CANARY_DEPLOYMENT=", "MESHROLL_READY_TIMEOUT=", "MESHROLL_TIMEOUT=",
@@ -280,6 +293,16 @@ func TestLoadInvalid(t *testing.T) {
 		{"steps with every item problem listed", with("MESHROLL_STEPS=x,,200"),
 			[]string{"item 1 (x) is not an integer", "item 2 is empty", "item 3 (200) is not an integer", "e.g. 10,25,50,100"}},
 
+		// host-level splits
+		{"one service only", with("MESHROLL_STABLE_SERVICE=reviews-stable"), []string{"MESHROLL_CANARY_SERVICE is required: a host-level split names both versions by their Service"}},
+		{"service not a name", with("MESHROLL_STABLE_SERVICE=Reviews_Stable", "MESHROLL_CANARY_SERVICE=reviews-canary"), []string{"MESHROLL_STABLE_SERVICE=Reviews_Stable: not a valid Service name"}},
+		{"services without subsets, one subset given", []string{"MESHROLL_VIRTUAL_SERVICE=reviews", "MESHROLL_STABLE_SERVICE=a", "MESHROLL_CANARY_SERVICE=b", "MESHROLL_STABLE_SUBSET=v1"},
+			[]string{"MESHROLL_CANARY_SUBSET is required", "with Services given, subsets are optional: set both or neither"}},
+		{"same service and subsets", with("MESHROLL_STABLE_SERVICE=reviews", "MESHROLL_CANARY_SERVICE=reviews", "MESHROLL_CANARY_SUBSET=v1"),
+			[]string{"MESHROLL_CANARY_SERVICE=reviews: same Service and subset as the stable version"}},
+		{"neither subsets nor services", []string{"MESHROLL_VIRTUAL_SERVICE=reviews"},
+			[]string{"MESHROLL_STABLE_SUBSET is required", "or name both versions by their Service instead (MESHROLL_STABLE_SERVICE and MESHROLL_CANARY_SERVICE)"}},
+
 		// durations and booleans
 		{"step duration without unit", with("MESHROLL_STEP_DURATION=5"), []string{"MESHROLL_STEP_DURATION=5: not a Go duration"}},
 		{"step duration negative", with("MESHROLL_STEP_DURATION=-30s"), []string{"MESHROLL_STEP_DURATION=-30s: must not be negative"}},
@@ -445,7 +468,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 36; got != want {
+	if got, want := len(known)-len(reserved), 38; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

@@ -32,6 +32,8 @@ type input struct {
 	Route            string `env:"MESHROLL_ROUTE"`
 	StableSubset     string `env:"MESHROLL_STABLE_SUBSET"`
 	CanarySubset     string `env:"MESHROLL_CANARY_SUBSET"`
+	StableService    string `env:"MESHROLL_STABLE_SERVICE"`
+	CanaryService    string `env:"MESHROLL_CANARY_SERVICE"`
 	Weight           string `env:"MESHROLL_WEIGHT"`
 	Steps            string `env:"MESHROLL_STEPS"`
 	StepDuration     string `env:"MESHROLL_STEP_DURATION"`

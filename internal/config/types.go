@@ -34,6 +34,8 @@ type Config struct {
 	Route            string // "" = choose automatically (elsewhere)
 	StableSubset     string
 	CanarySubset     string
+	StableService    string // host-level split: the stable version's Service ("" = by subset only)
+	CanaryService    string
 	Weight           int   // phase only
 	Steps            []int // progress only
 	StepDuration     time.Duration
@@ -121,4 +123,17 @@ func (c Config) Secrets() []string {
 		}
 	}
 	return out
+}
+
+// StableName names the stable version in messages: its subset, else its Service.
+func (c Config) StableName() string { return versionName(c.StableSubset, c.StableService) }
+
+// CanaryName names the canary version in messages: its subset, else its Service.
+func (c Config) CanaryName() string { return versionName(c.CanarySubset, c.CanaryService) }
+
+func versionName(subset, service string) string {
+	if subset != "" {
+		return subset
+	}
+	return service
 }

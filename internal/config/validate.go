@@ -59,6 +59,8 @@ func (in input) validate(v *validator) Config {
 		Route:            strings.TrimSpace(in.Route),
 		StableSubset:     strings.TrimSpace(in.StableSubset),
 		CanarySubset:     strings.TrimSpace(in.CanarySubset),
+		StableService:    strings.TrimSpace(in.StableService),
+		CanaryService:    strings.TrimSpace(in.CanaryService),
 		CanaryDeployment: strings.TrimSpace(in.CanaryDeployment),
 		OutputDir:        strings.TrimSpace(in.OutputDir),
 		StableDeployment: strings.TrimSpace(in.StableDeployment),
@@ -115,11 +117,50 @@ func target(v *validator, cfg Config) {
 			v.invalid("MESHROLL_ROUTE", cfg.Route, "contains a control character or invalid UTF-8; use the route's name exactly as in the VirtualService, or leave it empty to choose the route automatically")
 		}
 	}
-	stableOK := subset(v, "MESHROLL_STABLE_SUBSET", "stable", cfg.StableSubset, "v1")
-	canaryOK := subset(v, "MESHROLL_CANARY_SUBSET", "canary", cfg.CanarySubset, "v2")
-	if stableOK && canaryOK && cfg.StableSubset == cfg.CanarySubset {
-		v.invalid("MESHROLL_CANARY_SUBSET", cfg.CanarySubset, "same as MESHROLL_STABLE_SUBSET; the canary subset must differ from the stable one")
+	destinations(v, cfg)
+}
+
+// destinations checks how the stable and canary destinations are named: by DestinationRule
+// subset, by Service (host-level split), or by both; each pair given for both versions, and
+// the two versions different.
+func destinations(v *validator, cfg Config) {
+	services := cfg.StableService != "" || cfg.CanaryService != ""
+	servicesOK := true
+	if services {
+		stableOK := service(v, "MESHROLL_STABLE_SERVICE", "stable", cfg.StableService, "reviews-stable")
+		canaryOK := service(v, "MESHROLL_CANARY_SERVICE", "canary", cfg.CanaryService, "reviews-canary")
+		servicesOK = stableOK && canaryOK
 	}
+	subsetsOK := true
+	if !services || cfg.StableSubset != "" || cfg.CanarySubset != "" {
+		alternative := ", or name both versions by their Service instead (MESHROLL_STABLE_SERVICE and MESHROLL_CANARY_SERVICE)"
+		if services {
+			alternative = "; with Services given, subsets are optional: set both or neither"
+		}
+		stableOK := subset(v, "MESHROLL_STABLE_SUBSET", "stable", cfg.StableSubset, "v1", alternative)
+		canaryOK := subset(v, "MESHROLL_CANARY_SUBSET", "canary", cfg.CanarySubset, "v2", alternative)
+		subsetsOK = stableOK && canaryOK
+	}
+	if servicesOK && subsetsOK && cfg.StableSubset == cfg.CanarySubset && cfg.StableService == cfg.CanaryService {
+		if services {
+			v.invalid("MESHROLL_CANARY_SERVICE", cfg.CanaryService, "same Service and subset as the stable version; the canary must differ from the stable one in its Service or its subset")
+		} else {
+			v.invalid("MESHROLL_CANARY_SUBSET", cfg.CanarySubset, "same as MESHROLL_STABLE_SUBSET; the canary subset must differ from the stable one")
+		}
+	}
+}
+
+// service checks a Service name: name, name.namespace or a fully qualified name.
+func service(v *validator, name, which, value, example string) bool {
+	if value == "" {
+		v.required(name, fmt.Sprintf("a host-level split names both versions by their Service; set it to the %s version's Service, e.g. %s, or unset both Service variables", which, example))
+		return false
+	}
+	if errs := validation.IsDNS1123Subdomain(value); len(errs) > 0 {
+		v.invalid(name, value, "not a valid Service name (%s); use the %s version's Service as the VirtualService's destination host names it, e.g. %s or %s.shop", strings.Join(errs, ", "), which, example, example)
+		return false
+	}
+	return true
 }
 
 // steps checks the weights a run moves through and how long each is held. MESHROLL_WEIGHT
@@ -216,9 +257,9 @@ func action(v *validator, name, raw string, keep Action) Action {
 
 // subset checks a required DestinationRule subset name and reports whether it
 // is usable (so that the "must differ" check does not pile on).
-func subset(v *validator, name, which, value, example string) bool {
+func subset(v *validator, name, which, value, example, alternative string) bool {
 	if value == "" {
-		v.required(name, fmt.Sprintf("set it to the DestinationRule subset of the %s version, e.g. %s", which, example))
+		v.required(name, fmt.Sprintf("set it to the DestinationRule subset of the %s version, e.g. %s%s", which, example, alternative))
 		return false
 	}
 	// Istio validates subset names as DNS-1123 labels.

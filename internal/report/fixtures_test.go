@@ -189,14 +189,14 @@ func replay(r Reporter, res rollout.Result) error {
 			r.Printf("%s: returning all traffic to %s", res.Outcome, res.StableSubset)
 		}
 		r.StepStarted(started)
-		change := traffic.Change{Before: s.Before, After: s.After}
+		change := traffic.DescribeChange(s.Before, s.After)
 		switch s.Action {
 		case rollout.ActionPlan:
-			r.Printf("dry run step %d/%d: %s\n  patch: %v", s.Index, s.Of, change.Describe(), s.Patch)
+			r.Printf("dry run step %d/%d: %s\n  patch: %v", s.Index, s.Of, change, s.Patch)
 		case rollout.ActionRollback:
-			r.Printf("rollback: %s %s", res.VirtualService, change.Describe())
+			r.Printf("rollback: %s %s", res.VirtualService, change)
 		default:
-			r.Printf("step %d/%d: %s %s", s.Index, s.Of, res.VirtualService, change.Describe())
+			r.Printf("step %d/%d: %s %s", s.Index, s.Of, res.VirtualService, change)
 			if !s.HeldUntil.IsZero() {
 				r.Printf("step %d/%d: holding %s", s.Index, s.Of, human(s.HeldUntil.Sub(s.StartedAt)))
 			}

@@ -231,11 +231,11 @@ func describeStep(s rollout.Step) string {
 	case s.Action == rollout.ActionPlan && !s.Changed:
 		return "planned: " + after + " (already in place)"
 	case s.Action == rollout.ActionPlan:
-		return "planned: " + traffic.Change{Before: s.Before, After: s.After}.Describe()
+		return "planned: " + traffic.DescribeChange(s.Before, s.After)
 	case !s.Changed:
 		return after + " (already in place, nothing written)"
 	}
-	return traffic.Change{Before: s.Before, After: s.After}.Describe()
+	return traffic.DescribeChange(s.Before, s.After)
 }
 
 func anyFailed(cases []junitCase) bool {

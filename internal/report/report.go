@@ -257,7 +257,7 @@ func (b *base) printResult(res rollout.Result, written []string) {
 		if res.Route != "" {
 			vs += ", route " + res.Route
 		}
-		row("VirtualService", fmt.Sprintf("%s (stable %s, canary %s)", vs, res.StableSubset, res.CanarySubset))
+		row("VirtualService", fmt.Sprintf("%s (stable %s, canary %s)", vs, res.StableName(), res.CanaryName()))
 	}
 	if len(res.Final) > 0 {
 		canary, _ := weightOf(res.Final, traffic.RoleCanary)

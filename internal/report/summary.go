@@ -47,7 +47,7 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 	}
 	fact("VirtualService", code(vs))
 	fact("route", code(res.Route))
-	fact("stable → canary", code(res.StableSubset)+" → "+code(res.CanarySubset))
+	fact("stable → canary", code(res.StableName())+" → "+code(res.CanaryName()))
 	if len(res.Final) > 0 {
 		fact("final weights", cell(traffic.DescribeWeights(res.Final)))
 	}

@@ -53,7 +53,7 @@ func (s *scripted) Preflight(context.Context) error { return s.preflight }
 
 func (s *scripted) Evaluate(ctx context.Context, at time.Time) (analysis.Window, error) {
 	s.at = append(s.at, at)
-	w, err := s.judge(s.f.state.CanaryWeight(), len(s.at))
+	w, err := s.judge(s.f.state.Routing().CanaryWeight(), len(s.at))
 	w.At = at
 	return w, err
 }

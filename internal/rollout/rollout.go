@@ -15,11 +15,14 @@ import (
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-// Traffic is what the step machine needs from the traffic engine.
+// Traffic is what the step machine needs from a traffic backend.
 type Traffic interface {
+	// Read gets the routing object; Preflight also checks, without writing, that the run can
+	// steer it. The State they return plans changes on paper.
 	Read(ctx context.Context) (traffic.State, error)
 	Preflight(ctx context.Context, checks traffic.Checks) (traffic.State, error)
-	SetCanaryWeight(ctx context.Context, canaryWeight int) (traffic.Applied, error)
+	// Apply makes the steered route do d, in one guarded write.
+	Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error)
 }
 
 // Analysis is what the step machine needs from metric analysis.
@@ -99,8 +102,10 @@ type Result struct {
 	Namespace      string                `json:"namespace"`
 	VirtualService string                `json:"virtualService"`
 	Route          string                `json:"route,omitempty"`
-	StableSubset   string                `json:"stableSubset"`
-	CanarySubset   string                `json:"canarySubset"`
+	StableSubset   string                `json:"stableSubset,omitempty"`
+	CanarySubset   string                `json:"canarySubset,omitempty"`
+	StableService  string                `json:"stableService,omitempty"` // host-level split
+	CanaryService  string                `json:"canaryService,omitempty"`
 	StartedAt      time.Time             `json:"startedAt"`
 	FinishedAt     time.Time             `json:"finishedAt"`
 	Steps          []Step                `json:"steps"`
@@ -109,6 +114,19 @@ type Result struct {
 	FailedCheck    string                `json:"failedCheck,omitempty"` // the check that failed the canary
 	Analysis       bool                  `json:"analysis"`              // metric analysis gated the steps
 	Err            error                 `json:"-"`
+}
+
+// StableName names the stable version in messages: its subset, else its Service.
+func (r Result) StableName() string { return nameOf(r.StableSubset, r.StableService) }
+
+// CanaryName names the canary version in messages: its subset, else its Service.
+func (r Result) CanaryName() string { return nameOf(r.CanarySubset, r.CanaryService) }
+
+func nameOf(subset, service string) string {
+	if subset != "" {
+		return subset
+	}
+	return service
 }
 
 // Log receives a run as it happens: lines, and the bounds of each step so that a CI system
@@ -164,8 +182,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 	res := Result{
 		Mode: cfg.Mode, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
-		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StartedAt: r.Now(),
-		Analysis: r.Analysis != nil && analyzed(cfg.Mode),
+		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StableService: cfg.StableService, CanaryService: cfg.CanaryService,
+		StartedAt: r.Now(),
+		Analysis:  r.Analysis != nil && analyzed(cfg.Mode),
 	}
 	runCtx := ctx
 	if cfg.Timeout > 0 {
@@ -188,81 +207,75 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 			r.fail(parent, cfg, res, err)
 			return
 		}
-		res.Route, res.Final, res.Outcome = state.Route, state.Destinations, Status
-		r.logf("%s/%s route %s: %s", state.Namespace, state.Name, state.Route, traffic.DescribeWeights(state.Destinations))
+		now := state.Routing()
+		res.Route, res.Final, res.Outcome = now.Route, now.Destinations, Status
+		r.logf("%s/%s route %s: %s", now.Namespace, now.Name, now.Route, traffic.DescribeWeights(now.Destinations))
 		return
 	}
 
-	weights := stepWeights(cfg)
-	checks := traffic.Checks{CanarySubset: true, CanaryDeployment: cfg.CanaryDeployment, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
+	plan := NewPlan(cfg, res.Analysis)
+	checks := traffic.Checks{Canary: true, CanaryDeployment: cfg.CanaryDeployment, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
 	if cfg.Mode == config.ModeRollback {
 		// Returning to stable must work while the canary is broken.
 		checks = traffic.Checks{Write: !cfg.DryRun}
 	}
-	if !res.Analysis && analyzed(cfg.Mode) {
-		r.logf("NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty): steps are timed only and nothing stops a failing canary")
+	if !res.Analysis && cfg.Mode == config.ModeProgress {
+		note := "nothing stops a failing canary between steps"
+		if plan.held() {
+			note = "steps are timed only and " + note
+		}
+		r.logf("NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty): %s", note)
 	}
 	r.logf("meshroll %s: VirtualService %s/%s, stable %s, canary %s, canary weights %s%s",
-		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableSubset, cfg.CanarySubset, joinInts(weights), holdNote(cfg))
+		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableName(), cfg.CanaryName(), joinInts(stepWeights(cfg)), holdNote(cfg))
 	state, err := r.Traffic.Preflight(ctx, checks)
 	if err != nil {
 		r.fail(parent, cfg, res, err)
 		return
 	}
-	res.Route, res.Final = state.Route, state.Destinations
+	now := state.Routing()
+	res.Route, res.Final = now.Route, now.Destinations
 	if res.Analysis {
 		if err := r.Analysis.Preflight(ctx); err != nil {
 			r.fail(parent, cfg, res, analysisPreflightError(err))
 			return
 		}
 	}
-	r.logf("preflight passed: route %s now %s", state.Route, traffic.DescribeWeights(state.Destinations))
+	r.logf("preflight passed: route %s now %s", now.Route, traffic.DescribeWeights(now.Destinations))
 
-	// Plan every step on paper first, so that a step that cannot be taken (a canary weight
+	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight
 	// larger than what other destinations leave) stops the run before the first write.
-	planned, resourceVersion := state, state.ResourceVersion
-	for i, w := range weights {
-		change, err := planned.Plan(w)
-		if err != nil {
+	changes := make([]traffic.Change, len(plan))
+	for i, stage := range plan {
+		if changes[i], err = state.Plan(stage.Desired); err != nil {
 			r.fail(parent, cfg, res, err)
 			return
 		}
-		if cfg.DryRun {
-			step := Step{Index: i + 1, Of: len(weights), Action: ActionPlan, CanaryWeight: w, Before: change.Before, After: change.After, Changed: change.Changed, Patch: change.Patch, StartedAt: r.Now()}
-			res.Steps = append(res.Steps, step)
-			r.Log.StepStarted(step)
-			r.logDryRun(step, change, resourceVersion)
-			r.Log.StepDone(step)
-			if change.Changed {
-				// A later step's precondition is the version the previous write creates.
-				resourceVersion = fmt.Sprintf("<resourceVersion after step %d>", i+1)
-			}
-		}
-		planned = change.Next
+		state = changes[i].Next
 	}
 	if cfg.DryRun {
-		res.Outcome, res.Final = DryRun, planned.Destinations
+		r.dryRun(plan, changes, now.ResourceVersion, res)
 		return
 	}
 
 	changed := false
 	judge := &judge{threshold: cfg.Analysis.FailureThreshold}
-	for i, w := range weights {
-		step := Step{Index: i + 1, Of: len(weights), Action: ActionSet, CanaryWeight: w, StartedAt: r.Now()}
+	for _, stage := range plan {
+		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
-		applied, err := r.Traffic.SetCanaryWeight(ctx, w)
+		applied, err := r.Traffic.Apply(ctx, stage.Desired)
 		if err == nil {
-			step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
-			res.Final, changed = applied.After, changed || applied.Changed
+			step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
+			res.Final, changed = applied.After.Destinations, changed || applied.Changed
 			r.logStep(step, cfg.VirtualService, applied)
-			if hold := holdFor(cfg, res.Analysis, i == len(weights)-1, w); hold > 0 {
-				step.HeldUntil = step.StartedAt.Add(hold)
-				if res.Analysis {
-					r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, hold, cfg.Analysis.Interval)
-					err = r.analyze(ctx, cfg, &step, hold, judge)
+			if stage.Hold > 0 {
+				step.HeldUntil = step.StartedAt.Add(stage.Hold)
+				if stage.Judged {
+					r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, stage.Hold, cfg.Analysis.Interval)
+					err = r.analyze(ctx, cfg, &step, stage.Hold, judge)
 				} else {
-					r.logf("step %d/%d: holding %s", step.Index, step.Of, hold)
-					err = r.Hold(ctx, hold)
+					r.logf("step %d/%d: holding %s", step.Index, step.Of, stage.Hold)
+					err = r.Hold(ctx, stage.Hold)
 				}
 			}
 			if err != nil {
@@ -276,7 +289,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 			return
 		}
 	}
-	switch final := weights[len(weights)-1]; {
+	switch final := plan[len(plan)-1].Desired.CanaryWeight; {
 	case !changed:
 		res.Outcome = Unchanged
 	case cfg.Mode == config.ModeRollback:
@@ -286,6 +299,35 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	default:
 		res.Outcome = WeightSet
 	}
+}
+
+// held says whether any stage of the plan is held.
+func (p Plan) held() bool {
+	for _, s := range p {
+		if s.Hold > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dryRun logs the plan and every patch it would send, and records the planned steps.
+func (r *Runner) dryRun(plan Plan, changes []traffic.Change, resourceVersion string, res *Result) {
+	r.logf("dry run: the plan, nothing will be written:\n%s", plan.Describe())
+	for i, stage := range plan {
+		c := changes[i]
+		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionPlan, CanaryWeight: stage.Desired.CanaryWeight,
+			Before: c.Before.Destinations, After: c.After.Destinations, Changed: c.Changed, Patch: c.Patch, StartedAt: r.Now()}
+		res.Steps = append(res.Steps, step)
+		r.Log.StepStarted(step)
+		r.logDryRun(step, c, resourceVersion)
+		r.Log.StepDone(step)
+		if c.Changed {
+			// A later step's precondition is the version the previous write creates.
+			resourceVersion = fmt.Sprintf("<resourceVersion after step %d>", stage.Index)
+		}
+	}
+	res.Outcome, res.Final = DryRun, changes[len(changes)-1].After.Destinations
 }
 
 // fail ends a run before anything was written.
@@ -332,54 +374,28 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 	case res.Outcome == Cancelled:
 		timeout = r.CancelTimeout
 	}
-	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableSubset)
+	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableName())
 	rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	step := Step{Action: ActionRollback, StartedAt: r.Now()}
 	r.Log.StepStarted(step)
 	defer func() { r.Log.StepDone(step) }()
-	applied, rbErr := r.Traffic.SetCanaryWeight(rollbackCtx, 0)
+	applied, rbErr := r.Traffic.Apply(rollbackCtx, traffic.Desired{CanaryWeight: 0})
 	if rbErr != nil {
 		res.Outcome = Failed
-		res.Err = fmt.Errorf("%w; and the rollback to %s failed, so the canary may still receive traffic: %w", res.Err, cfg.StableSubset, rbErr)
+		res.Err = fmt.Errorf("%w; and the rollback to %s failed, so the canary may still receive traffic: %w", res.Err, cfg.StableName(), rbErr)
 		r.logf("rollback failed: %v", rbErr)
 		return
 	}
-	step.Before, step.After, step.Changed = applied.Before, applied.After, applied.Changed
+	step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
 	res.Steps = append(res.Steps, step)
-	res.Final = applied.After
+	res.Final = applied.After.Destinations
 	r.logf("rollback: %s %s", cfg.VirtualService, describe(applied))
 }
 
 // analyzed says whether metric analysis gates the mode: the modes that hold a partial
 // weight. promote, rollback and status move straight to an end (or nowhere).
 func analyzed(m config.Mode) bool { return m == config.ModeProgress || m == config.ModePhase }
-
-// holdFor is how long a step that set weight w holds. A progression holds every step; a
-// phase holds only when analysis judges it. A step to 100 at the end is not held (there is
-// no stable traffic left to compare with), nor is a step to 0 under analysis (no canary
-// traffic to judge).
-func holdFor(cfg config.Config, analysis, last bool, w int) time.Duration {
-	switch {
-	case cfg.Mode == config.ModeProgress && !(last && w == 100) && !(analysis && w == 0):
-		return cfg.StepDuration
-	case cfg.Mode == config.ModePhase && analysis && w > 0 && w < 100:
-		return cfg.StepDuration
-	}
-	return 0
-}
-
-func stepWeights(cfg config.Config) []int {
-	switch cfg.Mode {
-	case config.ModePhase:
-		return []int{cfg.Weight}
-	case config.ModePromote:
-		return []int{100}
-	case config.ModeRollback:
-		return []int{0}
-	}
-	return cfg.Steps
-}
 
 func (r *Runner) logStep(s Step, vs string, applied traffic.Applied) {
 	r.logf("step %d/%d: %s %s", s.Index, s.Of, vs, describe(applied))
@@ -390,14 +406,14 @@ func (r *Runner) logStep(s Step, vs string, applied traffic.Applied) {
 
 func describe(applied traffic.Applied) string {
 	if !applied.Changed {
-		return traffic.DescribeWeights(applied.After) + " (already in place, nothing written)"
+		return traffic.DescribeWeights(applied.After.Destinations) + " (already in place, nothing written)"
 	}
 	return applied.Describe()
 }
 
 func (r *Runner) logDryRun(s Step, c traffic.Change, resourceVersion string) {
 	if !c.Changed {
-		r.logf("dry run step %d/%d: %s (already in place, nothing to write)", s.Index, s.Of, traffic.DescribeWeights(c.After))
+		r.logf("dry run step %d/%d: %s (already in place, nothing to write)", s.Index, s.Of, traffic.DescribeWeights(c.After.Destinations))
 		return
 	}
 	patch, err := c.PatchJSON(resourceVersion)

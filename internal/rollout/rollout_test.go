@@ -3,6 +3,7 @@ package rollout
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -13,14 +14,16 @@ import (
 
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/istio"
 )
 
 // fakeTraffic stands in for the API server where a failure cannot be produced on demand
-// (a write that fails mid-progression, a rollback that fails). It plans with the real planner.
+// (a write that fails mid-progression, a rollback that fails). It plans with the real Istio
+// planner.
 type fakeTraffic struct {
 	state   traffic.State
 	writes  []int
-	failAt  map[int]error // the n-th SetCanaryWeight call (1-based) fails with this error
+	failAt  map[int]error // the n-th Apply call (1-based) fails with this error
 	onWrite func(n int)
 	calls   int
 	readErr error
@@ -35,7 +38,11 @@ func newFake(t *testing.T) *fakeTraffic {
 			{Destination: &networking.Destination{Host: "reviews", Subset: "v2"}, Weight: 10},
 		},
 	}}}
-	st, err := traffic.NewState("prod", "reviews", "1", spec, traffic.Target{Namespace: "prod", VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := istio.NewState("prod", "reviews", "1", raw, istio.Target{Namespace: "prod", VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +55,7 @@ func (f *fakeTraffic) Preflight(context.Context, traffic.Checks) (traffic.State,
 	return f.state, f.readErr
 }
 
-func (f *fakeTraffic) SetCanaryWeight(ctx context.Context, w int) (traffic.Applied, error) {
+func (f *fakeTraffic) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
 	f.calls++
 	if err := f.failAt[f.calls]; err != nil {
 		return traffic.Applied{}, err
@@ -56,12 +63,12 @@ func (f *fakeTraffic) SetCanaryWeight(ctx context.Context, w int) (traffic.Appli
 	if err := ctx.Err(); err != nil {
 		return traffic.Applied{}, err
 	}
-	change, err := f.state.Plan(w)
+	change, err := f.state.Plan(d)
 	if err != nil {
 		return traffic.Applied{}, err
 	}
 	if change.Changed {
-		f.writes = append(f.writes, w)
+		f.writes = append(f.writes, d.CanaryWeight)
 		f.state = change.Next
 	}
 	if f.onWrite != nil {
@@ -124,7 +131,7 @@ func TestRunOutcomes(t *testing.T) {
 				t.Errorf("writes (-want +got):\n%s", diff)
 			}
 			if tt.wantFinal != "" {
-				if got := traffic.DescribeWeights(f.state.Destinations); got != tt.wantFinal {
+				if got := traffic.DescribeWeights(f.state.Routing().Destinations); got != tt.wantFinal {
 					t.Errorf("cluster weights %s, want %s", got, tt.wantFinal)
 				}
 			}

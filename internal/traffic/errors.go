@@ -18,6 +18,8 @@ var (
 	ErrInvalidWeights         = errors.New("invalid weights in route")
 	ErrWeightTooLarge         = errors.New("canary weight too large")
 	ErrSubsetNotDefined       = errors.New("subset not defined by a DestinationRule")
+	ErrServiceNotFound        = errors.New("Service not found")
+	ErrOwnedByController      = errors.New("routing object owned by a controller")
 	ErrDeploymentNotReady     = errors.New("canary Deployment not ready")
 	ErrForbidden              = errors.New("missing permissions")
 )
@@ -31,6 +33,8 @@ func (e *preflightError) Error() string { return e.msg }
 
 func (e *preflightError) Is(target error) bool { return target == e.kind || target == ErrPreflight }
 
-func preflightf(kind error, format string, args ...any) error {
+// Preflightf returns an error that matches kind and ErrPreflight: a problem the user's input or
+// cluster objects cause, found before anything is written.
+func Preflightf(kind error, format string, args ...any) error {
 	return &preflightError{kind: kind, msg: fmt.Sprintf(format, args...)}
 }

@@ -1,9 +1,10 @@
-package traffic
+package istio
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshroll/meshroll/internal/testenv"
+	"github.com/meshroll/meshroll/internal/traffic"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -30,7 +32,7 @@ func vsResource(version string) schema.GroupVersionResource {
 
 func fixtureText(t testing.TB, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "virtualservices", name))
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "virtualservices", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,12 +127,12 @@ spec:
 	before := getRaw(t, env, "v1", ns)
 
 	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-	applied, err := c.SetCanaryWeight(t.Context(), 25)
+	applied, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 25})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := DescribeWeights(applied.After); got != "v1 75, v2 25" || applied.Route != "default" {
-		t.Fatalf("route %s after = %s", applied.Route, got)
+	if got := traffic.DescribeWeights(applied.After.Destinations); got != "v1 75, v2 25" || applied.After.Route != "default" {
+		t.Fatalf("route %s after = %s", applied.After.Route, got)
 	}
 	after := getRaw(t, env, "v1", ns)
 	want := before.DeepCopy()
@@ -152,7 +154,7 @@ spec:
 	}
 
 	// The same weight again writes nothing and records nothing.
-	again, err := c.SetCanaryWeight(t.Context(), 25)
+	again, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 25})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestUnknownFieldSurvives(t *testing.T) {
 	before := getRaw(t, env, "v1", ns)
 
 	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-	if _, err := c.SetCanaryWeight(ctx, 40); err != nil {
+	if _, err := c.Apply(ctx, traffic.Desired{CanaryWeight: 40}); err != nil {
 		t.Fatal(err)
 	}
 	want := before.DeepCopy()
@@ -236,7 +238,7 @@ func TestConcurrentWriter(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	applied, err := c.SetCanaryWeight(t.Context(), 25)
+	applied, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 25})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,15 +249,47 @@ func TestConcurrentWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, err := NewState(ns, "reviews", vs.ResourceVersion, &vs.Spec, c.target)
+	state, err := newState(ns, "reviews", vs.ResourceVersion, vs.Spec.DeepCopy(), c.target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := DescribeWeights(state.Destinations); got != "v1 35, v3 40, v2 25" {
+	if got := traffic.DescribeWeights(state.Routing().Destinations); got != "v1 35, v3 40, v2 25" {
 		t.Errorf("weights = %s, want v1 35, v3 40, v2 25", got)
 	}
 	if vs.Spec.Http[0].Timeout.AsDuration() != 3*time.Second {
 		t.Errorf("the other writer's timeout was lost: %v", vs.Spec.Http[0].Timeout)
+	}
+}
+
+// Another writer reorders the route's destinations between our read and our write: the
+// patch's test operations (host and subset at each index it writes) fail before any weight
+// lands on the wrong destination; meshroll re-reads, re-plans and writes the right ones.
+func TestReorderedDestinationsArePinned(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	env.Apply(t, ns, fixtureText(t, "three-subsets.yaml")) // v1 60, v3 30, v2 10
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	var writes atomic.Int32
+	c.beforeWrite = func(ctx context.Context) {
+		if writes.Add(1) > 1 {
+			return
+		}
+		// Someone moves the canary to the front: v2 10, v1 60, v3 30.
+		patch := `[{"op":"move","from":"/spec/http/0/route/2","path":"/spec/http/0/route/0"}]`
+		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	applied, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied.Conflicts != 1 {
+		t.Errorf("conflicts = %d, want 1", applied.Conflicts)
+	}
+	if got := traffic.DescribeWeights(applied.After.Destinations); got != "v2 25, v1 45, v3 30" {
+		t.Errorf("weights = %s, want v2 25, v1 45, v3 30", got)
 	}
 }
 
@@ -272,7 +306,7 @@ func TestConflictRetryIsBounded(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	_, err := c.SetCanaryWeight(t.Context(), 50)
+	_, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 50})
 	if err == nil || !strings.Contains(err.Error(), "gave up after 6 conflicting writes") {
 		t.Fatalf("err = %v", err)
 	}
@@ -294,7 +328,7 @@ func TestOlderAPIVersions(t *testing.T) {
 			ns := env.Namespace(t)
 			env.Apply(t, ns, strings.Replace(fixtureText(t, "bookinfo-reviews.yaml"), "networking.istio.io/v1\n", "networking.istio.io/"+version+"\n", 1))
 			c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-			if _, err := c.SetCanaryWeight(t.Context(), 30); err != nil {
+			if _, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 30}); err != nil {
 				t.Fatal(err)
 			}
 			obj := getRaw(t, env, version, ns)
@@ -307,6 +341,18 @@ func TestOlderAPIVersions(t *testing.T) {
 	}
 }
 
+// service is a Service manifest selecting the pods of one version of reviews.
+func service(name, version string) string {
+	return fmt.Sprintf(`
+apiVersion: v1
+kind: Service
+metadata: {name: %s}
+spec:
+  selector: {app: reviews, version: %s}
+  ports: [{port: 9080, name: http}]
+`, name, version)
+}
+
 func TestPreflight(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
@@ -314,25 +360,31 @@ func TestPreflight(t *testing.T) {
 	tests := []struct {
 		name      string
 		vs        string // the VirtualService fixture, weighted-with-policies.yaml when empty
+		services  bool   // name stable and canary by Service (reviews-stable, reviews-canary)
 		manifests string
-		checks    Checks
+		checks    traffic.Checks
 		available bool // set the Deployment Available before the check
 		late      bool // set it Available while the check waits
 		wantErr   error
 	}{
-		{name: "subsets defined", manifests: destinationRule, checks: Checks{CanarySubset: true}},
-		{name: "fqdn rule for a short host", manifests: fqdnRule, checks: Checks{CanarySubset: true}},
-		{name: "short rule for an fqdn host", vs: "fqdn-port.yaml", manifests: strings.NewReplacer("name: v1", "name: stable", "name: v2", "name: canary").Replace(destinationRule), checks: Checks{CanarySubset: true}},
-		{name: "rule in another namespace does not count", vs: "fqdn-port.yaml", manifests: strings.NewReplacer("name: v1", "name: stable", "name: v2", "name: canary", "host: reviews\n", "host: reviews.elsewhere.svc.cluster.local\n").Replace(destinationRule), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
-		{name: "no rule", checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
-		{name: "rule for another host", manifests: strings.Replace(destinationRule, "host: reviews\n", "host: ratings\n", 1), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
-		{name: "canary subset missing", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1), checks: Checks{CanarySubset: true}, wantErr: ErrSubsetNotDefined},
+		{name: "subsets defined", manifests: destinationRule, checks: traffic.Checks{Canary: true}},
+		{name: "fqdn rule for a short host", manifests: fqdnRule, checks: traffic.Checks{Canary: true}},
+		{name: "short rule for an fqdn host", vs: "fqdn-port.yaml", manifests: strings.NewReplacer("name: v1", "name: stable", "name: v2", "name: canary").Replace(destinationRule), checks: traffic.Checks{Canary: true}},
+		{name: "rule in another namespace does not count", vs: "fqdn-port.yaml", manifests: strings.NewReplacer("name: v1", "name: stable", "name: v2", "name: canary", "host: reviews\n", "host: reviews.elsewhere.svc.cluster.local\n").Replace(destinationRule), checks: traffic.Checks{Canary: true}, wantErr: traffic.ErrSubsetNotDefined},
+		{name: "no rule", checks: traffic.Checks{Canary: true}, wantErr: traffic.ErrSubsetNotDefined},
+		{name: "rule for another host", manifests: strings.Replace(destinationRule, "host: reviews\n", "host: ratings\n", 1), checks: traffic.Checks{Canary: true}, wantErr: traffic.ErrSubsetNotDefined},
+		{name: "canary subset missing", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1), checks: traffic.Checks{Canary: true}, wantErr: traffic.ErrSubsetNotDefined},
 		{name: "rollback needs only stable", manifests: strings.Replace(destinationRule, "name: v2", "name: v2-old", 1)},
-		{name: "deployment available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}},
-		{name: "deployment becomes available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), late: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 30 * time.Second, PollInterval: 100 * time.Millisecond}},
-		{name: "deployment never available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: time.Second, PollInterval: 100 * time.Millisecond}, wantErr: ErrDeploymentNotReady},
-		{name: "deployment missing", manifests: destinationRule, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
-		{name: "deployment pods not in canary subset", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v3"), available: true, checks: Checks{CanarySubset: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: ErrDeploymentNotReady},
+		{name: "deployment available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), available: true, checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}},
+		{name: "deployment becomes available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), late: true, checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 30 * time.Second, PollInterval: 100 * time.Millisecond}},
+		{name: "deployment never available", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: time.Second, PollInterval: 100 * time.Millisecond}, wantErr: traffic.ErrDeploymentNotReady},
+		{name: "deployment missing", manifests: destinationRule, checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: traffic.ErrDeploymentNotReady},
+		{name: "services exist", vs: "host-split.yaml", services: true, manifests: service("reviews-stable", "v1") + "---" + service("reviews-canary", "v2"), checks: traffic.Checks{Canary: true}},
+		{name: "canary service missing", vs: "host-split.yaml", services: true, manifests: service("reviews-stable", "v1"), checks: traffic.Checks{Canary: true}, wantErr: traffic.ErrServiceNotFound},
+		{name: "rollback needs only the stable service", vs: "host-split.yaml", services: true, manifests: service("reviews-stable", "v1")},
+		{name: "service selects the deployment's pods", vs: "host-split.yaml", services: true, manifests: service("reviews-stable", "v1") + "---" + service("reviews-canary", "v2") + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), available: true, checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}},
+		{name: "service selects other pods", vs: "host-split.yaml", services: true, manifests: service("reviews-stable", "v1") + "---" + service("reviews-canary", "v3") + "---" + testenv.DeploymentManifest("reviews-v2", "v2"), available: true, checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: traffic.ErrDeploymentNotReady},
+		{name: "deployment pods not in canary subset", manifests: destinationRule + "---" + testenv.DeploymentManifest("reviews-v2", "v3"), available: true, checks: traffic.Checks{Canary: true, CanaryDeployment: "reviews-v2", ReadyTimeout: 10 * time.Second}, wantErr: traffic.ErrDeploymentNotReady},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,9 +394,12 @@ func TestPreflight(t *testing.T) {
 			if tt.vs == "" {
 				env.Apply(t, ns, fixtureText(t, "weighted-with-policies.yaml"))
 			} else {
-				// The fixture's FQDN names namespace prod; point it at this test's namespace.
-				env.Apply(t, ns, strings.ReplaceAll(fixtureText(t, tt.vs), ".prod.", "."+ns+"."))
+				// The fixtures' FQDNs name namespaces prod and bookinfo; point them at this test's.
+				env.Apply(t, ns, strings.NewReplacer(".prod.", "."+ns+".", ".bookinfo.", "."+ns+".", "namespace: bookinfo", "namespace: "+ns).Replace(fixtureText(t, tt.vs)))
 				target.StableSubset, target.CanarySubset = "stable", "canary"
+			}
+			if tt.services {
+				target = Target{Namespace: ns, VirtualService: "reviews", StableService: "reviews-stable", CanaryService: "reviews-canary"}
 			}
 			if tt.manifests != "" {
 				env.Apply(t, ns, strings.ReplaceAll(tt.manifests, "NS", ns))
@@ -366,13 +421,13 @@ func TestPreflight(t *testing.T) {
 			c := NewClient(env.Istio, env.Kube, target)
 			state, err := c.Preflight(t.Context(), tt.checks)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || !errors.Is(err, ErrPreflight) {
+				if !errors.Is(err, tt.wantErr) || !errors.Is(err, traffic.ErrPreflight) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
 				}
 			} else if err != nil {
 				t.Fatal(err)
-			} else if state.Route != "default" && state.Route != "primary" {
-				t.Errorf("route = %s", state.Route)
+			} else if state.Routing().Route != "default" && state.Routing().Route != "primary" {
+				t.Errorf("route = %s", state.Routing().Route)
 			}
 			if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
 				t.Errorf("preflight wrote: resourceVersion %s → %s", rv, got)
@@ -391,7 +446,7 @@ func TestCancelledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-	if _, err := c.SetCanaryWeight(ctx, 50); !errors.Is(err, context.Canceled) {
+	if _, err := c.Apply(ctx, traffic.Desired{CanaryWeight: 50}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
@@ -409,3 +464,28 @@ func mustJSON(t testing.TB, v any) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A VirtualService that a controller owns (Flagger generates and rewrites its canary's) is
+// refused before anything is written, naming the owner.
+func TestPreflightRefusesAControllersObject(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := env.Namespace(t)
+	owned := strings.Replace(fixtureText(t, "weighted-with-policies.yaml"), "metadata:\n", `metadata:
+  ownerReferences:
+  - {apiVersion: flagger.app/v1beta1, kind: Canary, name: reviews, uid: 7e4c3c5e-0b1a-4a4e-9d51-000000000001, controller: true, blockOwnerDeletion: true}
+`, 1)
+	env.Apply(t, ns, owned+"---\n"+destinationRule)
+	rv := getRaw(t, env, "v1", ns).GetResourceVersion()
+	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+	_, err := c.Preflight(t.Context(), traffic.Checks{Canary: true, Write: true})
+	if !errors.Is(err, traffic.ErrOwnedByController) || !errors.Is(err, traffic.ErrPreflight) {
+		t.Fatalf("err = %v, want ErrOwnedByController", err)
+	}
+	if !strings.Contains(err.Error(), "Canary reviews (flagger.app/v1beta1)") {
+		t.Errorf("the error does not name the owner: %v", err)
+	}
+	if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
+		t.Errorf("preflight wrote: resourceVersion %s → %s", rv, got)
+	}
+}

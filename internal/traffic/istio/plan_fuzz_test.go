@@ -1,6 +1,8 @@
-package traffic
+package istio
 
 import (
+	"github.com/meshroll/meshroll/internal/traffic"
+
 	"errors"
 	"testing"
 
@@ -20,39 +22,39 @@ func FuzzPlan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, shape []byte, weight int, withMatch bool) {
 		spec := fuzzSpec(shape, withMatch)
 		tgt := Target{Namespace: "ns", VirtualService: "vs", StableSubset: "v1", CanarySubset: "v2"}
-		state, err := NewState("ns", "vs", "1", spec, tgt)
+		state, err := newState("ns", "vs", "1", spec, tgt)
 		if err != nil {
-			if !errors.Is(err, ErrPreflight) {
+			if !errors.Is(err, traffic.ErrPreflight) {
 				t.Fatalf("NewState: non-preflight error %v", err)
 			}
 			return
 		}
-		change, err := state.Plan(weight)
+		change, err := state.Plan(traffic.Desired{CanaryWeight: weight})
 		if err != nil {
-			if !errors.Is(err, ErrPreflight) {
+			if !errors.Is(err, traffic.ErrPreflight) {
 				t.Fatalf("Plan: non-preflight error %v", err)
 			}
 			return
 		}
 		sum := 0
-		for i, d := range change.After {
+		for i, d := range change.After.Destinations {
 			if d.Weight < 0 || d.Weight > 100 {
 				t.Fatalf("destination %d has weight %d", i, d.Weight)
 			}
 			sum += d.Weight
 			switch d.Role {
-			case RoleOther:
-				if i >= len(change.Before) || change.Before[i] != d {
+			case traffic.RoleOther:
+				if i >= len(change.Before.Destinations) || change.Before.Destinations[i] != d {
 					t.Fatalf("other destination %d changed: %+v", i, d)
 				}
-			case RoleCanary:
+			case traffic.RoleCanary:
 				if d.Weight != weight {
 					t.Fatalf("canary weight %d, asked %d", d.Weight, weight)
 				}
 			}
 		}
 		if sum != 100 {
-			t.Fatalf("weights sum to %d: %s", sum, DescribeWeights(change.After))
+			t.Fatalf("weights sum to %d: %s", sum, traffic.DescribeWeights(change.After.Destinations))
 		}
 		checkPatch(t, specJSON(t, spec), change)
 	})

@@ -1,4 +1,4 @@
-package traffic
+package istio
 
 import (
 	"encoding/json"
@@ -14,13 +14,15 @@ import (
 	networking "istio.io/api/networking/v1"
 	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshroll/meshroll/internal/traffic"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func loadFixture(t testing.TB, name string) *clientnetworking.VirtualService {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "virtualservices", name))
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "virtualservices", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,6 +31,11 @@ func loadFixture(t testing.TB, name string) *clientnetworking.VirtualService {
 		t.Fatalf("failed to decode %s: %v", name, err)
 	}
 	return &vs
+}
+
+// services is a target whose stable and canary destinations are named by their Services.
+func services(stable, canary string) Target {
+	return Target{Namespace: "bookinfo", VirtualService: "reviews", StableService: stable, CanaryService: canary}
 }
 
 func target(stable, canary, route string) Target {
@@ -43,55 +50,60 @@ func TestPlan(t *testing.T) {
 		target    Target
 		weight    int
 		wantRoute string
-		wantAfter string // DescribeWeights of the result
+		wantAfter string // traffic.DescribeWeights of the result
 		wantErr   error
 	}{
 		{name: "header route pinned to canary is left alone", fixture: "bookinfo-reviews.yaml", target: target("v1", "v2", ""), weight: 20, wantRoute: "default", wantAfter: "v1 80, v2 20"},
 		{name: "lone destination without weight, rollback is unchanged", fixture: "bookinfo-reviews.yaml", target: target("v1", "v2", ""), weight: 0, wantRoute: "default", wantAfter: "v1 100"},
 		{name: "lone destination promoted in one go", fixture: "bookinfo-reviews.yaml", target: target("v1", "v2", ""), weight: 100, wantRoute: "default", wantAfter: "v1 0, v2 100"},
-		{name: "named route wins over the catch-all rule", fixture: "bookinfo-reviews.yaml", target: target("v1", "v2", "jason"), wantErr: ErrSubsetNotInRoute},
+		{name: "named route wins over the catch-all rule", fixture: "bookinfo-reviews.yaml", target: target("v1", "v2", "jason"), wantErr: traffic.ErrSubsetNotInRoute},
 		{name: "route policies around a weighted split", fixture: "weighted-with-policies.yaml", target: target("v1", "v2", ""), weight: 25, wantRoute: "default", wantAfter: "v1 75, v2 25"},
 		{name: "same weight again plans nothing", fixture: "weighted-with-policies.yaml", target: target("v1", "v2", ""), weight: 10, wantRoute: "default", wantAfter: "v1 90, v2 10"},
 		{name: "third subset keeps its weight", fixture: "three-subsets.yaml", target: target("v1", "v2", ""), weight: 50, wantRoute: "http[0]", wantAfter: "v1 20, v3 30, v2 50"},
 		{name: "third subset: all that is left", fixture: "three-subsets.yaml", target: target("v1", "v2", ""), weight: 70, wantRoute: "http[0]", wantAfter: "v1 0, v3 30, v2 70"},
-		{name: "third subset: more than is left", fixture: "three-subsets.yaml", target: target("v1", "v2", ""), weight: 71, wantErr: ErrWeightTooLarge},
+		{name: "third subset: more than is left", fixture: "three-subsets.yaml", target: target("v1", "v2", ""), weight: 71, wantErr: traffic.ErrWeightTooLarge},
 		{name: "fqdn host and port copied to the canary", fixture: "fqdn-port.yaml", target: Target{Namespace: "prod", VirtualService: "reviews", StableSubset: "stable", CanarySubset: "canary"}, weight: 10, wantRoute: "primary", wantAfter: "stable 90, canary 10"},
-		{name: "ambiguous without a catch-all", fixture: "ambiguous.yaml", target: target("v1", "v2", ""), weight: 10, wantErr: ErrAmbiguousRoute},
+		{name: "ambiguous without a catch-all", fixture: "ambiguous.yaml", target: target("v1", "v2", ""), weight: 10, wantErr: traffic.ErrAmbiguousRoute},
 		{name: "ambiguous resolved by name", fixture: "ambiguous.yaml", target: target("v1", "v2", "api"), weight: 10, wantRoute: "api", wantAfter: "v1 90, v2 10"},
-		{name: "route name not found", fixture: "ambiguous.yaml", target: target("v1", "v2", "web"), weight: 10, wantErr: ErrRouteNotFound},
-		{name: "subsets in no route", fixture: "ambiguous.yaml", target: target("blue", "green", ""), weight: 10, wantErr: ErrRouteNotFound},
-		{name: "stable subset missing from the route", fixture: "no-stable.yaml", target: target("v1", "v2", ""), weight: 10, wantErr: ErrSubsetNotInRoute},
-		{name: "matched route only when named", fixture: "matched-only.yaml", target: target("v1", "v2", ""), weight: 10, wantErr: ErrAmbiguousRoute},
+		{name: "route name not found", fixture: "ambiguous.yaml", target: target("v1", "v2", "web"), weight: 10, wantErr: traffic.ErrRouteNotFound},
+		{name: "subsets in no route", fixture: "ambiguous.yaml", target: target("blue", "green", ""), weight: 10, wantErr: traffic.ErrRouteNotFound},
+		{name: "stable subset missing from the route", fixture: "no-stable.yaml", target: target("v1", "v2", ""), weight: 10, wantErr: traffic.ErrSubsetNotInRoute},
+		{name: "matched route only when named", fixture: "matched-only.yaml", target: target("v1", "v2", ""), weight: 10, wantErr: traffic.ErrAmbiguousRoute},
 		{name: "matched route named", fixture: "matched-only.yaml", target: target("v1", "v2", "everything"), weight: 10, wantRoute: "everything", wantAfter: "v1 90, v2 10"},
 		{name: "rollback from promoted", fixture: "promoted.yaml", target: target("v1", "v2", ""), weight: 0, wantRoute: "http[0]", wantAfter: "v1 100, v2 0"},
-		{name: "weight out of range", fixture: "promoted.yaml", target: target("v1", "v2", ""), weight: 101, wantErr: ErrWeightTooLarge},
+		{name: "weight out of range", fixture: "promoted.yaml", target: target("v1", "v2", ""), weight: 101, wantErr: traffic.ErrWeightTooLarge},
+		{name: "services: fqdn stable, short canary", fixture: "host-split.yaml", target: services("reviews-stable", "reviews-canary"), weight: 10, wantRoute: "primary", wantAfter: "reviews-stable.bookinfo.svc.cluster.local 90, reviews-canary 10"},
+		{name: "services named fully qualified", fixture: "host-split.yaml", target: services("reviews-stable.bookinfo.svc.cluster.local", "reviews-canary.bookinfo"), weight: 100, wantRoute: "primary", wantAfter: "reviews-stable.bookinfo.svc.cluster.local 0, reviews-canary 100"},
+		{name: "services: canary service appended with the stable port", fixture: "host-lone.yaml", target: services("reviews-stable", "reviews-canary"), weight: 20, wantRoute: "http[0]", wantAfter: "reviews-stable 80, reviews-canary 20"},
+		{name: "services in another namespace are other hosts", fixture: "host-split.yaml", target: services("reviews-stable.prod", "reviews-canary.prod"), weight: 10, wantErr: traffic.ErrRouteNotFound},
+		{name: "service and subset both pin the destination", fixture: "bookinfo-reviews.yaml", target: Target{Namespace: "bookinfo", VirtualService: "reviews", StableService: "reviews", StableSubset: "v1", CanaryService: "reviews", CanarySubset: "v2"}, weight: 30, wantRoute: "default", wantAfter: "v1 70, v2 30"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			vs := loadFixture(t, tt.fixture)
-			state, err := NewState(vs.Namespace, vs.Name, "1", &vs.Spec, tt.target)
-			var change Change
+			state, err := newState(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), tt.target)
+			var change traffic.Change
 			if err == nil {
-				change, err = state.Plan(tt.weight)
+				change, err = state.Plan(traffic.Desired{CanaryWeight: tt.weight})
 			}
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || !errors.Is(err, ErrPreflight) {
-					t.Fatalf("err = %v, want %v (and ErrPreflight)", err, tt.wantErr)
+				if !errors.Is(err, tt.wantErr) || !errors.Is(err, traffic.ErrPreflight) {
+					t.Fatalf("err = %v, want %v (and traffic.ErrPreflight)", err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if change.Route != tt.wantRoute {
-				t.Errorf("route = %q, want %q", change.Route, tt.wantRoute)
+			if change.After.Route != tt.wantRoute {
+				t.Errorf("route = %q, want %q", change.After.Route, tt.wantRoute)
 			}
-			if got := DescribeWeights(change.After); got != tt.wantAfter {
+			if got := traffic.DescribeWeights(change.After.Destinations); got != tt.wantAfter {
 				t.Errorf("after = %q, want %q", got, tt.wantAfter)
 			}
-			if change.Changed != (DescribeWeights(change.Before) != tt.wantAfter) {
-				t.Errorf("changed = %v for %s → %s", change.Changed, DescribeWeights(change.Before), tt.wantAfter)
+			if change.Changed != (traffic.DescribeWeights(change.Before.Destinations) != tt.wantAfter) {
+				t.Errorf("changed = %v for %s → %s", change.Changed, traffic.DescribeWeights(change.Before.Destinations), tt.wantAfter)
 			}
 			original := specJSON(t, &vs.Spec)
 			checkPatch(t, original, change)
@@ -107,7 +119,7 @@ func TestPlan(t *testing.T) {
 // checkPatch applies the change's patch to the original spec, with the JSON patch library
 // the API server uses, and requires the result to be exactly the planned next state: the
 // patch is the change, all of the change and nothing but the change.
-func checkPatch(t testing.TB, original []byte, change Change) {
+func checkPatch(t testing.TB, original []byte, change traffic.Change) {
 	t.Helper()
 	doc := []byte(`{"spec":` + string(original) + `}`)
 	ops, err := json.Marshal(change.Patch)
@@ -127,7 +139,7 @@ func checkPatch(t testing.TB, original []byte, change Change) {
 	if err := json.Unmarshal(doc, &got); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(normalizeJSON(t, specJSON(t, change.Next.spec)), normalizeJSON(t, got["spec"])); diff != "" {
+	if diff := cmp.Diff(normalizeJSON(t, specJSON(t, change.Next.(*State).spec)), normalizeJSON(t, got["spec"])); diff != "" {
 		t.Errorf("patched spec differs from the planned one (-planned +patched):\n%s", diff)
 	}
 }
@@ -169,7 +181,7 @@ func dropZeroWeights(v any) any {
 	return v
 }
 
-func patchDocument(t testing.TB, c Change) []byte {
+func patchDocument(t testing.TB, c traffic.Change) []byte {
 	t.Helper()
 	data, err := c.PatchJSON("1")
 	if err != nil {
@@ -184,7 +196,7 @@ func patchDocument(t testing.TB, c Change) []byte {
 // golden compares got with testdata/golden/<name>, or rewrites it with -update.
 func golden(t testing.TB, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("..", "..", "testdata", "golden", name)
+	path := filepath.Join("..", "..", "..", "testdata", "golden", name)
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -226,6 +238,46 @@ func TestServiceKey(t *testing.T) {
 	for _, tt := range tests {
 		if got := serviceKey(tt.host, tt.ns); got != tt.want {
 			t.Errorf("serviceKey(%q, %q) = %q, want %q", tt.host, tt.ns, got, tt.want)
+		}
+	}
+}
+
+// The patch's test operations pin every destination whose weight it writes: applied to the
+// same route with its destinations in another order, or renamed, it fails as a whole, with no
+// weight written, even where no resourceVersion guards it.
+func TestPatchPinsWhatItReliesOn(t *testing.T) {
+	t.Parallel()
+	vs := loadFixture(t, "three-subsets.yaml")
+	state, err := newState(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), target("v1", "v2", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	change, err := state.Plan(traffic.Desired{CanaryWeight: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := json.Marshal(change.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := patch.Apply([]byte(`{"spec":` + string(specJSON(t, &vs.Spec)) + `}`)); err != nil {
+		t.Fatalf("the patch does not apply to the spec it was planned on: %v", err)
+	}
+	for name, edit := range map[string]func(*networking.VirtualService){
+		"canary moved to the front": func(spec *networking.VirtualService) {
+			r := spec.Http[0].Route
+			r[0], r[1], r[2] = r[2], r[0], r[1]
+		},
+		"stable subset renamed": func(spec *networking.VirtualService) { spec.Http[0].Route[0].Destination.Subset = "v1-old" },
+	} {
+		spec := vs.Spec.DeepCopy()
+		edit(spec)
+		if _, err := patch.Apply([]byte(`{"spec":` + string(specJSON(t, spec)) + `}`)); err == nil {
+			t.Errorf("%s: the patch applied to a route it was not planned on", name)
 		}
 	}
 }

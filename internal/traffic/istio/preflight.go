@@ -1,8 +1,10 @@
-package traffic
+package istio
 
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,73 +15,98 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-)
 
-// Checks says what Preflight verifies besides the VirtualService and its route.
-type Checks struct {
-	// CanarySubset requires a DestinationRule to define the canary subset too; a rollback
-	// only needs the stable one, so that it works while the canary is broken.
-	CanarySubset bool
-	// CanaryDeployment, when set, must become Available within ReadyTimeout, and its pods'
-	// labels must match the canary subset.
-	CanaryDeployment string
-	// StableDeployment, when set, must be Available too (within ReadyTimeout), with pods the
-	// stable subset selects, so that a rollback has somewhere to send the traffic.
-	StableDeployment string
-	ReadyTimeout     time.Duration
-	// PollInterval of the Deployment wait (default 1s).
-	PollInterval time.Duration
-	// Write says the run will patch the VirtualService and record Events: the credentials
-	// must allow that too.
-	Write bool
-}
+	"github.com/meshroll/meshroll/internal/traffic"
+)
 
 // Preflight checks, without writing anything, that the route can be steered: the
 // VirtualService and route exist, a DestinationRule for the route's host defines the subsets,
-// and the canary Deployment is Available with pods the canary subset selects.
-func (c *Client) Preflight(ctx context.Context, checks Checks) (State, error) {
-	state, err := c.Read(ctx)
+// the Services exist, and the Deployments are Available with pods their subset and Service
+// select.
+func (c *Client) Preflight(ctx context.Context, checks traffic.Checks) (traffic.State, error) {
+	state, obj, err := c.readObject(ctx)
 	if err != nil {
-		return State{}, err
+		return nil, err
+	}
+	if owner := metav1.GetControllerOf(&obj.Metadata); owner != nil {
+		// Its controller rewrites the object from its own spec: it would undo every change.
+		return nil, traffic.Preflightf(traffic.ErrOwnedByController, "VirtualService %s/%s is managed by %s %s (%s): its controller would undo every change meshroll makes; run the rollout through that controller, or steer a VirtualService you own",
+			state.routing.Namespace, state.routing.Name, owner.Kind, owner.Name, owner.APIVersion)
 	}
 	if err := c.checkAccess(ctx, checks, c.searchNamespaces(state)); err != nil {
-		return State{}, err
+		return nil, err
 	}
+	roles := []traffic.Role{traffic.RoleStable}
+	if checks.Canary {
+		roles = append(roles, traffic.RoleCanary)
+	}
+	// selects is, per role, the labels its pods must carry: its subset's and its Service's.
+	selects := map[traffic.Role]map[string]string{}
 	subsets, err := c.subsets(ctx, state)
 	if err != nil {
-		return State{}, err
+		return nil, err
 	}
-	want := []string{c.target.StableSubset}
-	if checks.CanarySubset {
-		want = append(want, c.target.CanarySubset)
-	}
-	for _, name := range want {
-		if _, ok := subsets[name]; !ok {
-			return State{}, preflightf(ErrSubsetNotDefined, "no DestinationRule for host %s defines subset %q (defined: %s): add it to the DestinationRule or fix MESHROLL_STABLE_SUBSET / MESHROLL_CANARY_SUBSET",
-				strings.Join(state.Hosts(), ", "), name, listOrNone(sortedKeys(subsets)))
+	for _, r := range roles {
+		sd := c.target.side(r)
+		selects[r] = map[string]string{}
+		if sd.subset != "" {
+			labels, ok := subsets[sd.subset]
+			if !ok {
+				return nil, traffic.Preflightf(traffic.ErrSubsetNotDefined, "no DestinationRule for host %s defines subset %q (defined: %s): add it to the DestinationRule or fix %s",
+					strings.Join(state.Hosts(), ", "), sd.subset, listOrNone(sortedKeys(subsets)), sd.subsetVar)
+			}
+			maps.Copy(selects[r], labels)
+		}
+		if sd.service != "" {
+			selector, err := c.serviceSelector(ctx, sd)
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(selects[r], selector)
 		}
 	}
 	for _, d := range []deployment{
-		{"MESHROLL_STABLE_DEPLOYMENT", checks.StableDeployment, "stable", c.target.StableSubset},
-		{"MESHROLL_CANARY_DEPLOYMENT", checks.CanaryDeployment, "canary", c.target.CanarySubset},
+		{"MESHROLL_STABLE_DEPLOYMENT", checks.StableDeployment, traffic.RoleStable},
+		{"MESHROLL_CANARY_DEPLOYMENT", checks.CanaryDeployment, traffic.RoleCanary},
 	} {
 		if d.name == "" {
 			continue
 		}
-		if err := c.waitDeployment(ctx, checks, d, subsets[d.subset]); err != nil {
-			return State{}, err
+		if err := c.waitDeployment(ctx, checks, d, selects[d.role]); err != nil {
+			return nil, err
 		}
 	}
 	return state, nil
 }
 
+// serviceSelector gets the Service that names a side and returns its selector.
+func (c *Client) serviceSelector(ctx context.Context, sd side) (map[string]string, error) {
+	key := serviceKey(sd.service, c.target.Namespace)
+	name, ns, ok := strings.Cut(key, ".")
+	if !ok || strings.Contains(ns, ".") {
+		return nil, traffic.Preflightf(traffic.ErrServiceNotFound, "%s=%s is not a Kubernetes Service name (name, name.namespace or name.namespace.svc.cluster.local)", sd.svcVar, sd.service)
+	}
+	svc, err := c.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, traffic.Preflightf(traffic.ErrServiceNotFound, "%s=%s: Service %s/%s not found: check the name and namespace", sd.svcVar, sd.service, ns, name)
+	case err != nil:
+		return nil, fmt.Errorf("failed to get Service %s/%s: %w", ns, name, err)
+	}
+	return svc.Spec.Selector, nil
+}
+
 // subsets collects the subsets (name → labels) that DestinationRules define for the hosts of
 // the stable and canary destinations, looking in the VirtualService's namespace and in each
 // host's own namespace.
-func (c *Client) subsets(ctx context.Context, state State) (map[string]map[string]string, error) {
+func (c *Client) subsets(ctx context.Context, state *State) (map[string]map[string]string, error) {
 	wantKeys := map[string]bool{}
 	for _, h := range state.Hosts() {
-		wantKeys[serviceKey(h, state.Namespace)] = true
+		wantKeys[serviceKey(h, state.routing.Namespace)] = true
+	}
+	if svc := c.target.CanaryService; svc != "" {
+		// Not yet in the route before the first step.
+		wantKeys[serviceKey(svc, state.routing.Namespace)] = true
 	}
 	found := map[string]map[string]string{}
 	for _, ns := range c.searchNamespaces(state) {
@@ -101,10 +128,10 @@ func (c *Client) subsets(ctx context.Context, state State) (map[string]map[strin
 
 // searchNamespaces are where DestinationRules for the route's hosts may live: the
 // VirtualService's namespace and each host's own.
-func (c *Client) searchNamespaces(state State) []string {
-	namespaces := []string{state.Namespace}
+func (c *Client) searchNamespaces(state *State) []string {
+	namespaces := []string{state.routing.Namespace}
 	for _, h := range state.Hosts() {
-		if ns := keyNamespace(serviceKey(h, state.Namespace)); ns != "" && !contains(namespaces, ns) {
+		if ns := keyNamespace(serviceKey(h, state.routing.Namespace)); ns != "" && !contains(namespaces, ns) {
 			namespaces = append(namespaces, ns)
 		}
 	}
@@ -114,7 +141,7 @@ func (c *Client) searchNamespaces(state State) []string {
 // checkAccess asks the API server (SelfSubjectAccessReview) whether the credentials in use
 // may do everything the run needs, so that a missing permission stops the run before the
 // first write rather than halfway through a progression.
-func (c *Client) checkAccess(ctx context.Context, checks Checks, drNamespaces []string) error {
+func (c *Client) checkAccess(ctx context.Context, checks traffic.Checks, drNamespaces []string) error {
 	type need struct{ verb, group, resource, namespace string }
 	ns := c.target.Namespace
 	needs := []need{{"get", "networking.istio.io", "virtualservices", ns}}
@@ -123,6 +150,14 @@ func (c *Client) checkAccess(ctx context.Context, checks Checks, drNamespaces []
 	}
 	if checks.CanaryDeployment != "" || checks.StableDeployment != "" {
 		needs = append(needs, need{"get", "apps", "deployments", ns})
+	}
+	for _, svc := range []string{c.target.StableService, c.target.CanaryService} {
+		if svc == "" {
+			continue
+		}
+		if n := (need{"get", "", "services", keyNamespace(serviceKey(svc, ns))}); !slices.Contains(needs, n) {
+			needs = append(needs, n)
+		}
 	}
 	if checks.Write {
 		needs = append(needs, need{"patch", "networking.istio.io", "virtualservices", ns}, need{"create", "", "events", ns})
@@ -146,7 +181,7 @@ func (c *Client) checkAccess(ctx context.Context, checks Checks, drNamespaces []
 		}
 	}
 	if len(missing) > 0 {
-		return preflightf(ErrForbidden, "forbidden: the credentials in use cannot %s; grant them in meshroll's Role (see examples/rbac.yaml)", strings.Join(missing, ", nor "))
+		return traffic.Preflightf(traffic.ErrForbidden, "forbidden: the credentials in use cannot %s; grant them in meshroll's Role (see examples/rbac.yaml)", strings.Join(missing, ", nor "))
 	}
 	return nil
 }
@@ -175,13 +210,13 @@ func keyNamespace(key string) string {
 
 // deployment is one Deployment that Preflight waits for.
 type deployment struct {
-	variable, name string // the input that named it, and its name
-	role, subset   string // "stable" or "canary", and that role's subset
+	variable, name string       // the input that named it, and its name
+	role           traffic.Role // whose pods it runs
 }
 
 // waitDeployment waits until the Deployment is Available for its current generation, then
 // checks that its subset selects its pods.
-func (c *Client) waitDeployment(ctx context.Context, checks Checks, dep deployment, subsetLabels map[string]string) error {
+func (c *Client) waitDeployment(ctx context.Context, checks traffic.Checks, dep deployment, selects map[string]string) error {
 	ns, name := c.target.Namespace, dep.name
 	interval := checks.PollInterval
 	if interval <= 0 {
@@ -192,7 +227,7 @@ func (c *Client) waitDeployment(ctx context.Context, checks Checks, dep deployme
 	err := wait.PollUntilContextTimeout(ctx, interval, checks.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
 		d, err := c.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return false, preflightf(ErrDeploymentNotReady, "%s=%s: Deployment %s/%s not found: check the name and namespace", dep.variable, name, ns, name)
+			return false, traffic.Preflightf(traffic.ErrDeploymentNotReady, "%s=%s: Deployment %s/%s not found: check the name and namespace", dep.variable, name, ns, name)
 		}
 		if err != nil {
 			// Keep waiting through a transient error (or a request cut short by the
@@ -210,16 +245,24 @@ func (c *Client) waitDeployment(ctx context.Context, checks Checks, dep deployme
 	case !wait.Interrupted(err):
 		return err
 	case last != nil:
-		return preflightf(ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
+		return traffic.Preflightf(traffic.ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
 			ns, name, checks.ReadyTimeout, last.Status.AvailableReplicas, replicas(last), last.Status.ObservedGeneration, last.Generation)
 	default:
 		return fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, lastErr)
 	}
 	podLabels := last.Spec.Template.Labels
-	for k, v := range subsetLabels {
+	for k, v := range selects {
 		if podLabels[k] != v {
-			return preflightf(ErrDeploymentNotReady, "the %s subset %q selects %s but the pods of Deployment %s/%s are labelled %s: point %s at the %s's Deployment or fix the subset's labels",
-				dep.role, dep.subset, labelString(subsetLabels), ns, name, labelString(podLabels), dep.variable, dep.role)
+			sd := c.target.side(dep.role)
+			fix := "the subset's labels"
+			if sd.service != "" {
+				fix = "the Service's selector"
+				if sd.subset != "" {
+					fix += " or the subset's labels"
+				}
+			}
+			return traffic.Preflightf(traffic.ErrDeploymentNotReady, "the %s %s selects %s but the pods of Deployment %s/%s are labelled %s: point %s at the %s's Deployment or fix %s",
+				dep.role, sd, labelString(selects), ns, name, labelString(podLabels), dep.variable, dep.role, fix)
 		}
 	}
 	return nil

@@ -1,0 +1,216 @@
+package istio
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// conflictBackoff bounds the re-read, re-plan, re-write loop when someone else writes the
+// VirtualService between our read and our write.
+var conflictBackoff = wait.Backoff{Steps: 6, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2}
+
+// resource is the VirtualService resource of the networking.istio.io/v1 API.
+const resource = "virtualservices"
+
+// Client reads and writes the steered route of one VirtualService.
+type Client struct {
+	istio  istioclient.Interface
+	kube   kubernetes.Interface
+	target Target
+
+	// beforeWrite, when set by a test, runs between the read and the guarded write.
+	beforeWrite func(ctx context.Context)
+}
+
+// NewClient returns a Client for target.
+func NewClient(istio istioclient.Interface, kube kubernetes.Interface, target Target) *Client {
+	return &Client{istio: istio, kube: kube, target: target}
+}
+
+// object is a VirtualService as the API server sends it: its metadata, and its spec as JSON
+// so that nothing this build of the Istio API does not know is lost on the way.
+type object struct {
+	Metadata metav1.ObjectMeta `json:"metadata"`
+	Spec     json.RawMessage   `json:"spec"`
+}
+
+// rawBody is the body of a successful response, or the API server's error as a structured
+// Status error (Raw alone would give a generic one that loses the server's message).
+func rawBody(res rest.Result) ([]byte, error) {
+	if err := res.Error(); err != nil {
+		return nil, err
+	}
+	return res.Raw()
+}
+
+func decodeObject(raw []byte) (object, error) {
+	var o object
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return object{}, err
+	}
+	return o, nil
+}
+
+// Read gets the VirtualService and resolves the steered route.
+func (c *Client) Read(ctx context.Context) (traffic.State, error) {
+	s, _, err := c.read(ctx)
+	return s, err
+}
+
+func (c *Client) read(ctx context.Context) (*State, types.UID, error) {
+	s, o, err := c.readObject(ctx)
+	return s, o.Metadata.UID, err
+}
+
+func (c *Client) readObject(ctx context.Context) (*State, object, error) {
+	t := c.target
+	raw, err := rawBody(c.istio.NetworkingV1().RESTClient().Get().Namespace(t.Namespace).Resource(resource).Name(t.VirtualService).Do(ctx))
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, object{}, traffic.Preflightf(traffic.ErrVirtualServiceNotFound, "VirtualService %s/%s not found: check MESHROLL_VIRTUAL_SERVICE and MESHROLL_NAMESPACE", t.Namespace, t.VirtualService)
+	case apierrors.IsForbidden(err):
+		return nil, object{}, traffic.Preflightf(traffic.ErrForbidden, "%v: grant meshroll's Role this permission (see examples/rbac.yaml)", err)
+	case err != nil:
+		return nil, object{}, fmt.Errorf("failed to get VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
+	}
+	o, err := decodeObject(raw)
+	if err != nil {
+		return nil, object{}, fmt.Errorf("failed to decode VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
+	}
+	s, err := NewState(o.Metadata.Namespace, o.Metadata.Name, o.Metadata.ResourceVersion, o.Spec, t)
+	return s, o, err
+}
+
+// Apply makes the steered route do d. It reads, plans, and writes one JSON patch guarded by
+// the resourceVersion it read and by test operations on what the plan relies on; when
+// another writer got there first it starts again from a fresh read, a bounded number of
+// times. What was written is read back and compared with the plan. A route that already does
+// d is not written.
+func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
+	var out traffic.Applied
+	attempts := 0
+	err := wait.ExponentialBackoffWithContext(ctx, conflictBackoff, func(ctx context.Context) (bool, error) {
+		attempts++
+		var err error
+		out, err = c.applyOnce(ctx, d)
+		out.Conflicts = attempts - 1
+		if err == errConflict {
+			return false, nil
+		}
+		return true, err
+	})
+	switch {
+	case wait.Interrupted(err) && ctx.Err() == nil:
+		return traffic.Applied{}, fmt.Errorf("gave up after %d conflicting writes to VirtualService %s/%s (another writer keeps changing it)", attempts, c.target.Namespace, c.target.VirtualService)
+	case wait.Interrupted(err):
+		return traffic.Applied{}, fmt.Errorf("failed to write VirtualService %s/%s: %w", c.target.Namespace, c.target.VirtualService, context.Cause(ctx))
+	}
+	return out, err
+}
+
+// errConflict says another writer changed the object between our read and our write.
+var errConflict = fmt.Errorf("conflicting write")
+
+func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
+	state, uid, err := c.read(ctx)
+	if err != nil {
+		return traffic.Applied{}, err
+	}
+	change, err := state.Plan(d)
+	if err != nil {
+		return traffic.Applied{}, err
+	}
+	before := state.Routing()
+	out := traffic.Applied{Change: change, ResourceVersion: before.ResourceVersion}
+	if !change.Changed {
+		return out, nil
+	}
+	patch, err := change.PatchJSON(before.ResourceVersion)
+	if err != nil {
+		return traffic.Applied{}, fmt.Errorf("failed to encode patch: %w", err)
+	}
+	if c.beforeWrite != nil {
+		c.beforeWrite(ctx)
+	}
+	raw, err := rawBody(c.istio.NetworkingV1().RESTClient().Patch(types.JSONPatchType).Namespace(before.Namespace).Resource(resource).Name(before.Name).
+		Param("fieldManager", traffic.FieldManager).Body(patch).Do(ctx))
+	switch {
+	case apierrors.IsConflict(err):
+		return out, errConflict
+	case apierrors.IsInvalid(err) && c.changedSince(ctx, before.ResourceVersion):
+		// A test operation failed: what the plan relied on changed under it.
+		return out, errConflict
+	case err != nil:
+		return traffic.Applied{}, fmt.Errorf("failed to patch VirtualService %s/%s: %w", before.Namespace, before.Name, err)
+	}
+	o, err := decodeObject(raw)
+	if err != nil {
+		return traffic.Applied{}, fmt.Errorf("failed to decode VirtualService %s/%s after the write: %w", before.Namespace, before.Name, err)
+	}
+	written, err := NewState(o.Metadata.Namespace, o.Metadata.Name, o.Metadata.ResourceVersion, o.Spec, c.target)
+	if err != nil {
+		return traffic.Applied{}, fmt.Errorf("failed to read back VirtualService %s/%s after the write: %w", before.Namespace, before.Name, err)
+	}
+	after := written.Routing()
+	if got, want := traffic.DescribeWeights(after.Destinations), traffic.DescribeWeights(change.After.Destinations); got != want {
+		return traffic.Applied{}, fmt.Errorf("VirtualService %s/%s has weights %s after the write, want %s", before.Namespace, before.Name, got, want)
+	}
+	out.ResourceVersion = after.ResourceVersion
+	out.Change.After, out.Change.Next = after, written
+	if err := c.recordEvent(ctx, uid, after.ResourceVersion, change); err != nil {
+		out.Warnings = append(out.Warnings, err.Error())
+	}
+	return out, nil
+}
+
+// changedSince says whether the VirtualService's resourceVersion is no longer rv.
+func (c *Client) changedSince(ctx context.Context, rv string) bool {
+	s, _, err := c.read(ctx)
+	return err == nil && s.routing.ResourceVersion != rv
+}
+
+// recordEvent leaves a Kubernetes Event on the VirtualService for a change.
+func (c *Client) recordEvent(ctx context.Context, uid types.UID, resourceVersion string, change traffic.Change) error {
+	t := c.target
+	now := metav1.Now()
+	host, _ := os.Hostname()
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: t.VirtualService + ".", Namespace: t.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			APIVersion:      "networking.istio.io/v1",
+			Kind:            Kind,
+			Namespace:       t.Namespace,
+			Name:            t.VirtualService,
+			UID:             uid,
+			ResourceVersion: resourceVersion,
+		},
+		Reason:              "WeightsChanged",
+		Message:             fmt.Sprintf("route %s: %s", change.After.Route, change.Describe()),
+		Type:                corev1.EventTypeNormal,
+		Source:              corev1.EventSource{Component: traffic.FieldManager, Host: host},
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+		ReportingController: "meshroll.dev/meshroll",
+		ReportingInstance:   host,
+		Action:              "SetWeights",
+	}
+	if _, err := c.kube.CoreV1().Events(t.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("failed to record an Event on VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
+	}
+	return nil
+}

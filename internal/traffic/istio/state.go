@@ -1,0 +1,294 @@
+// Package istio steers an Istio VirtualService: it reads the object into meshroll's
+// backend-neutral model (internal/traffic), plans each change as a pure function of what it
+// read, and writes it as one JSON patch guarded by test operations and the resourceVersion.
+package istio
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	networking "istio.io/api/networking/v1"
+
+	"github.com/meshroll/meshroll/internal/traffic"
+)
+
+// Kind is the routing object this backend steers.
+const Kind = "VirtualService"
+
+// Target names the VirtualService route that meshroll steers and the stable and canary
+// destinations it moves traffic between: each is named by its DestinationRule subset, its
+// Service (the destination's host, short or fully qualified), or both.
+type Target struct {
+	Namespace      string
+	VirtualService string
+	Route          string // name of the HTTP route; "" lets selectRoute choose
+	StableSubset   string
+	CanarySubset   string
+	StableService  string // "" when the subset alone names the stable destination
+	CanaryService  string
+}
+
+// side is how one role's destination is named.
+type side struct {
+	subset, service   string
+	subsetVar, svcVar string // the inputs that name it, for messages
+}
+
+func (t Target) side(r traffic.Role) side {
+	if r == traffic.RoleCanary {
+		return side{t.CanarySubset, t.CanaryService, "MESHROLL_CANARY_SUBSET", "MESHROLL_CANARY_SERVICE"}
+	}
+	return side{t.StableSubset, t.StableService, "MESHROLL_STABLE_SUBSET", "MESHROLL_STABLE_SERVICE"}
+}
+
+// matches says whether d is this side's destination: the same subset and the same Service,
+// where given. A host is resolved the way Istio resolves it: relative to the namespace ns.
+func (s side) matches(d *networking.Destination, ns string) bool {
+	switch {
+	case d == nil || s.subset == "" && s.service == "":
+		return false
+	case s.subset != "" && d.Subset != s.subset:
+		return false
+	case s.service != "" && serviceKey(d.Host, ns) != serviceKey(s.service, ns):
+		return false
+	}
+	return true
+}
+
+// String names the side in messages: subset "v1", Service "app-stable", or both.
+func (s side) String() string {
+	var parts []string
+	if s.service != "" {
+		parts = append(parts, fmt.Sprintf("Service %q", s.service))
+	}
+	if s.subset != "" {
+		parts = append(parts, fmt.Sprintf("subset %q", s.subset))
+	}
+	return strings.Join(parts, " ")
+}
+
+// vars lists the inputs that name the side.
+func (s side) vars() []string {
+	var vs []string
+	if s.service != "" {
+		vs = append(vs, s.svcVar)
+	}
+	if s.subset != "" {
+		vs = append(vs, s.subsetVar)
+	}
+	return vs
+}
+
+// check names the inputs to check when no destination matched.
+func (t Target) check() string {
+	return strings.Join(append(t.side(traffic.RoleStable).vars(), t.side(traffic.RoleCanary).vars()...), " and ")
+}
+
+// State is a VirtualService as it was read, with the route meshroll steers resolved. It
+// implements traffic.State.
+type State struct {
+	routing    traffic.Routing
+	routeIndex int
+	target     Target
+	spec       *networking.VirtualService // decoded for planning; never shared with the caller
+}
+
+var _ traffic.State = (*State)(nil)
+
+// NewState resolves the steered route of a VirtualService from its spec as JSON.
+func NewState(namespace, name, resourceVersion string, spec []byte, target Target) (*State, error) {
+	var vs networking.VirtualService
+	if err := json.Unmarshal(spec, &vs); err != nil {
+		return nil, fmt.Errorf("failed to decode the spec of %s %s/%s: %w", Kind, namespace, name, err)
+	}
+	return newState(namespace, name, resourceVersion, &vs, target)
+}
+
+// newState resolves the steered route of spec, which it keeps: the caller must not change it.
+func newState(namespace, name, resourceVersion string, spec *networking.VirtualService, target Target) (*State, error) {
+	i, err := selectRoute(spec, target)
+	if err != nil {
+		return nil, err
+	}
+	s := &State{
+		routing: traffic.Routing{
+			Kind: Kind, Namespace: namespace, Name: name, ResourceVersion: resourceVersion,
+			Route:        routeName(spec.Http[i], i),
+			Destinations: destinations(spec.Http[i], target),
+		},
+		routeIndex: i,
+		target:     target,
+		spec:       spec,
+	}
+	if err := s.checkRoute(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Routing is what the steered route does now.
+func (s *State) Routing() traffic.Routing {
+	r := s.routing
+	r.Destinations = append([]traffic.Destination(nil), r.Destinations...)
+	return r
+}
+
+// Hosts lists the distinct hosts of the stable and canary destinations.
+func (s *State) Hosts() []string {
+	var hosts []string
+	for _, d := range s.routing.Destinations {
+		if d.Role != traffic.RoleOther && !contains(hosts, d.Host) {
+			hosts = append(hosts, d.Host)
+		}
+	}
+	return hosts
+}
+
+// where names the steered route in messages.
+func (s *State) where() string {
+	return fmt.Sprintf("route %s of %s", s.routing.Route, s.routing.Object())
+}
+
+// selectRoute implements the route choice of DESIGN.md: the named route; else, among the
+// routes sending traffic to the stable or canary subset, the only one without match conditions.
+func selectRoute(spec *networking.VirtualService, t Target) (int, error) {
+	if t.Route != "" {
+		found, names := -1, []string{}
+		for i, r := range spec.Http {
+			if r.Name == t.Route {
+				if found >= 0 {
+					return 0, traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has more than one HTTP route named %q: give them distinct names", t.Namespace, t.VirtualService, t.Route)
+				}
+				found = i
+			}
+			names = append(names, routeName(r, i))
+		}
+		if found < 0 {
+			return 0, traffic.Preflightf(traffic.ErrRouteNotFound, "MESHROLL_ROUTE=%q: VirtualService %s/%s has no HTTP route of that name (it has: %s); set MESHROLL_ROUTE to one of them or leave it empty", t.Route, t.Namespace, t.VirtualService, listOrNone(names))
+		}
+		return found, nil
+	}
+	var candidates, catchAll []int
+	for i, r := range spec.Http {
+		for _, d := range r.Route {
+			if role := roleOf(d, t); role == traffic.RoleStable || role == traffic.RoleCanary {
+				candidates = append(candidates, i)
+				if len(r.Match) == 0 {
+					catchAll = append(catchAll, i)
+				}
+				break
+			}
+		}
+	}
+	switch {
+	case len(candidates) == 0:
+		return 0, traffic.Preflightf(traffic.ErrRouteNotFound, "VirtualService %s/%s has no HTTP route with a destination of %s or %s: check %s", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), t.check())
+	case len(catchAll) == 1:
+		return catchAll[0], nil
+	}
+	names := make([]string, 0, len(candidates))
+	for _, i := range candidates {
+		names = append(names, routeName(spec.Http[i], i))
+	}
+	if len(catchAll) == 0 {
+		// A route with match conditions may pin testers or a region to one version: it is
+		// steered only when the user names it.
+		return 0, traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s reaches %s or %s only through routes with match conditions (%s), which meshroll changes only when named: set MESHROLL_ROUTE (give the route a name in the VirtualService if it has none)", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), strings.Join(names, ", "))
+	}
+	return 0, traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has several HTTP routes without match conditions that reach %s or %s (%s): name the one to steer in MESHROLL_ROUTE", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), strings.Join(names, ", "))
+}
+
+func routeName(r *networking.HTTPRoute, i int) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return fmt.Sprintf("http[%d]", i)
+}
+
+func roleOf(d *networking.HTTPRouteDestination, t Target) traffic.Role {
+	switch {
+	case t.side(traffic.RoleStable).matches(d.Destination, t.Namespace):
+		return traffic.RoleStable
+	case t.side(traffic.RoleCanary).matches(d.Destination, t.Namespace):
+		return traffic.RoleCanary
+	}
+	return traffic.RoleOther
+}
+
+// destinations lists a route's destinations with effective weights: a lone destination
+// without a weight receives all traffic.
+func destinations(r *networking.HTTPRoute, t Target) []traffic.Destination {
+	out := make([]traffic.Destination, 0, len(r.Route))
+	for _, rd := range r.Route {
+		d := traffic.Destination{Role: roleOf(rd, t), Weight: int(rd.Weight)}
+		if rd.Destination != nil {
+			d.Host, d.Subset = rd.Destination.Host, rd.Destination.Subset
+			if rd.Destination.Port != nil {
+				d.Port = rd.Destination.Port.Number
+			}
+		}
+		if len(r.Route) == 1 && rd.Weight == 0 {
+			d.Weight = 100
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// index returns the position of the route's destination with role r, or -1.
+func (s *State) index(r traffic.Role) int {
+	for i, d := range s.routing.Destinations {
+		if d.Role == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkRoute rejects a route meshroll cannot steer safely.
+func (s *State) checkRoute() error {
+	count := map[traffic.Role]int{}
+	for _, d := range s.routing.Destinations {
+		count[d.Role]++
+	}
+	where := s.where()
+	switch {
+	case count[traffic.RoleStable] == 0:
+		st := s.target.side(traffic.RoleStable)
+		return traffic.Preflightf(traffic.ErrSubsetNotInRoute, "%s has no destination with the stable %s: check %s or add that destination", where, st, strings.Join(st.vars(), " and "))
+	case count[traffic.RoleStable] > 1:
+		return traffic.Preflightf(traffic.ErrAmbiguousRoute, "%s has %d destinations with the stable %s: meshroll steers routes with one", where, count[traffic.RoleStable], s.target.side(traffic.RoleStable))
+	case count[traffic.RoleCanary] > 1:
+		return traffic.Preflightf(traffic.ErrAmbiguousRoute, "%s has %d destinations with the canary %s: meshroll steers routes with one", where, count[traffic.RoleCanary], s.target.side(traffic.RoleCanary))
+	}
+	others := 0
+	for _, d := range s.routing.Destinations {
+		if d.Weight < 0 || d.Weight > 100 {
+			return traffic.Preflightf(traffic.ErrInvalidWeights, "%s gives destination %s the weight %d: fix it to 0–100 before a rollout", where, d.Label(), d.Weight)
+		}
+		if d.Role == traffic.RoleOther {
+			others += d.Weight
+		}
+	}
+	if others > 100 {
+		return traffic.Preflightf(traffic.ErrInvalidWeights, "%s gives its other destinations %d in all, more than 100: fix its weights before a rollout", where, others)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
