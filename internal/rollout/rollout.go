@@ -241,6 +241,9 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 			return
 		}
 	}
+	if now.Chosen != "" {
+		r.logf("NOTE: %s", now.Chosen)
+	}
 	r.logf("preflight passed: route %s now %s", now.Route, traffic.DescribeWeights(now.Destinations))
 
 	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight

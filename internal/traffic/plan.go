@@ -36,12 +36,14 @@ type Destination struct {
 
 // Routing is what the steered route does, as read or as planned: where it sends traffic.
 type Routing struct {
-	Kind            string        `json:"kind"` // of the routing object, e.g. VirtualService
-	Namespace       string        `json:"namespace"`
-	Name            string        `json:"name"`
-	ResourceVersion string        `json:"-"`
-	Route           string        `json:"route"` // the route's name, or http[i] when it has none
-	Destinations    []Destination `json:"destinations"`
+	Kind            string `json:"kind"` // of the routing object, e.g. VirtualService
+	Namespace       string `json:"namespace"`
+	Name            string `json:"name"`
+	ResourceVersion string `json:"-"`
+	Route           string `json:"route"` // the route's name, or http[i] when it has none
+	// Chosen says why the route was chosen, when that is not obvious ("" otherwise).
+	Chosen       string        `json:"-"`
+	Destinations []Destination `json:"destinations"`
 }
 
 // Object names the routing object for messages: "VirtualService prod/reviews".

@@ -107,7 +107,7 @@ func NewState(namespace, name, resourceVersion string, spec []byte, target Targe
 
 // newState resolves the steered route of spec, which it keeps: the caller must not change it.
 func newState(namespace, name, resourceVersion string, spec *networking.VirtualService, target Target) (*State, error) {
-	i, err := selectRoute(spec, target)
+	i, why, err := selectRoute(spec, target)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +115,7 @@ func newState(namespace, name, resourceVersion string, spec *networking.VirtualS
 		routing: traffic.Routing{
 			Kind: Kind, Namespace: namespace, Name: name, ResourceVersion: resourceVersion,
 			Route:        routeName(spec.Http[i], i),
+			Chosen:       why,
 			Destinations: destinations(spec.Http[i], target),
 		},
 		routeIndex: i,
@@ -150,24 +151,13 @@ func (s *State) where() string {
 	return fmt.Sprintf("route %s of %s", s.routing.Route, s.routing.Object())
 }
 
-// selectRoute implements the route choice of DESIGN.md: the named route; else, among the
-// routes sending traffic to the stable or canary subset, the only one without match conditions.
-func selectRoute(spec *networking.VirtualService, t Target) (int, error) {
+// selectRoute implements the route choice of DESIGN.md: the named route (by name, or http[N]
+// for an unnamed one); else, among the routes sending traffic to the stable or canary
+// destination, the only one without match conditions; else the only such route at all, even
+// with match conditions. why says how the route was chosen when that is worth a log line.
+func selectRoute(spec *networking.VirtualService, t Target) (i int, why string, err error) {
 	if t.Route != "" {
-		found, names := -1, []string{}
-		for i, r := range spec.Http {
-			if r.Name == t.Route {
-				if found >= 0 {
-					return 0, traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has more than one HTTP route named %q: give them distinct names", t.Namespace, t.VirtualService, t.Route)
-				}
-				found = i
-			}
-			names = append(names, routeName(r, i))
-		}
-		if found < 0 {
-			return 0, traffic.Preflightf(traffic.ErrRouteNotFound, "MESHROLL_ROUTE=%q: VirtualService %s/%s has no HTTP route of that name (it has: %s); set MESHROLL_ROUTE to one of them or leave it empty", t.Route, t.Namespace, t.VirtualService, listOrNone(names))
-		}
-		return found, nil
+		return namedRoute(spec, t)
 	}
 	var candidates, catchAll []int
 	for i, r := range spec.Http {
@@ -183,20 +173,45 @@ func selectRoute(spec *networking.VirtualService, t Target) (int, error) {
 	}
 	switch {
 	case len(candidates) == 0:
-		return 0, traffic.Preflightf(traffic.ErrRouteNotFound, "VirtualService %s/%s has no HTTP route with a destination of %s or %s: check %s", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), t.check())
+		return 0, "", traffic.Preflightf(traffic.ErrRouteNotFound, "VirtualService %s/%s has no HTTP route with a destination of %s or %s: check %s", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), t.check())
 	case len(catchAll) == 1:
-		return catchAll[0], nil
+		return catchAll[0], "", nil
+	case len(candidates) == 1:
+		i := candidates[0]
+		return i, fmt.Sprintf("route %s has match conditions but is the only route reaching %s or %s, so it is the one steered (only the traffic it matches moves)", routeName(spec.Http[i], i), t.side(traffic.RoleStable), t.side(traffic.RoleCanary)), nil
 	}
 	names := make([]string, 0, len(candidates))
 	for _, i := range candidates {
 		names = append(names, routeName(spec.Http[i], i))
 	}
 	if len(catchAll) == 0 {
-		// A route with match conditions may pin testers or a region to one version: it is
-		// steered only when the user names it.
-		return 0, traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s reaches %s or %s only through routes with match conditions (%s), which meshroll changes only when named: set MESHROLL_ROUTE (give the route a name in the VirtualService if it has none)", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), strings.Join(names, ", "))
+		// A route with match conditions may pin testers or a region to one version: among
+		// several, one is steered only when the user names it.
+		return 0, "", traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s reaches %s or %s only through several routes with match conditions (%s): name the one to steer in MESHROLL_ROUTE (its name, or http[N] for the N-th route, counting from 0)", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), strings.Join(names, ", "))
 	}
-	return 0, traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has several HTTP routes without match conditions that reach %s or %s (%s): name the one to steer in MESHROLL_ROUTE", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), strings.Join(names, ", "))
+	return 0, "", traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has several HTTP routes without match conditions that reach %s or %s (%s): name the one to steer in MESHROLL_ROUTE", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), strings.Join(names, ", "))
+}
+
+// namedRoute finds MESHROLL_ROUTE: a route of that name, else, for http[N], the N-th route.
+func namedRoute(spec *networking.VirtualService, t Target) (int, string, error) {
+	found, names := -1, []string{}
+	for i, r := range spec.Http {
+		if r.Name == t.Route {
+			if found >= 0 {
+				return 0, "", traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has more than one HTTP route named %q: give them distinct names", t.Namespace, t.VirtualService, t.Route)
+			}
+			found = i
+		}
+		names = append(names, routeName(r, i))
+	}
+	if found >= 0 {
+		return found, "", nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(t.Route, "http[%d]", &n); err == nil && fmt.Sprintf("http[%d]", n) == t.Route && n >= 0 && n < len(spec.Http) {
+		return n, "", nil
+	}
+	return 0, "", traffic.Preflightf(traffic.ErrRouteNotFound, "MESHROLL_ROUTE=%q: VirtualService %s/%s has no HTTP route of that name (it has: %s); set MESHROLL_ROUTE to one of them (http[N] for the N-th, counting from 0) or leave it empty", t.Route, t.Namespace, t.VirtualService, listOrNone(names))
 }
 
 func routeName(r *networking.HTTPRoute, i int) string {
