@@ -248,7 +248,14 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-// An already-cancelled context sends nothing and says so.
+// signalled is the cause main.go cancels the run with on a signal: a context.Canceled that
+// says what cancelled.
+type signalled struct{}
+
+func (signalled) Error() string        { return "cancelled by SIGTERM" }
+func (signalled) Is(target error) bool { return target == context.Canceled }
+
+// An already-cancelled context sends nothing and says why it was cancelled.
 func TestCancelledContext(t *testing.T) {
 	t.Parallel()
 	prom := newFakeProm(t, answers(healthy()))
@@ -256,8 +263,8 @@ func TestCancelledContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
+	ctx, cancel := context.WithCancelCause(t.Context())
+	cancel(signalled{})
 	tests := []struct {
 		name string
 		run  func() error
@@ -271,6 +278,9 @@ func TestCancelledContext(t *testing.T) {
 			err := tt.run()
 			if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
 				t.Errorf("error = %v, want context.Canceled and not ErrUnavailable", err)
+			}
+			if !strings.Contains(err.Error(), "cancelled by SIGTERM") || strings.Contains(err.Error(), "context canceled") {
+				t.Errorf("error %q does not say what cancelled it", err)
 			}
 		})
 	}
@@ -304,5 +314,26 @@ func TestCancelDuringEvaluate(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "failed to") {
 		t.Errorf("error %q does not say what failed", err)
+	}
+}
+
+// Cancelling while a query waits for Prometheus returns the reason it was cancelled.
+func TestCancelCauseDuringEvaluate(t *testing.T) {
+	t.Parallel()
+	prom := newHangingProm(t)
+	s := testSettings(prom.URL)
+	s.Interval = time.Minute
+	a, err := New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	time.AfterFunc(100*time.Millisecond, func() { cancel(signalled{}) })
+	_, err = a.Evaluate(ctx, at)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+		t.Errorf("error = %v, want context.Canceled and not ErrUnavailable", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "cancelled by SIGTERM") || strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("error %v does not say what cancelled it", err)
 	}
 }

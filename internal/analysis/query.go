@@ -23,8 +23,10 @@ const maxParallelQueries = 8
 // ErrUnavailable, when Prometheus could not be reached after the retries, or
 // the context's error.
 func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
-	if err := ctx.Err(); err != nil {
-		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", err)
+	if ctx.Err() != nil {
+		// The cause says what stopped the run (a signal, the run's deadline), where ctx.Err()
+		// would only say "context canceled".
+		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", context.Cause(ctx))
 	}
 	if at.IsZero() {
 		at = time.Now()
@@ -51,8 +53,8 @@ func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
 // stable data wraps ErrNoData, refused credentials wrap ErrUnauthorized and
 // an unreachable Prometheus wraps ErrUnavailable.
 func (a *Analyzer) Preflight(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("failed to check the analysis queries: %w", err)
+	if ctx.Err() != nil {
+		return fmt.Errorf("failed to check the analysis queries: %w", context.Cause(ctx))
 	}
 	type sent struct{ check, side string }
 	var queries []string

@@ -155,7 +155,7 @@ func (p *Prometheus) waitReady(ctx context.Context, logPath string) error {
 		case <-p.done:
 			return fmt.Errorf("%w (%v): %s", errExitedEarly, p.err, tail(logPath))
 		case <-ctx.Done():
-			return fmt.Errorf("failed to wait for prometheus at %s to be ready: %w (last: %v): %s", p.URL, ctx.Err(), last, tail(logPath))
+			return fmt.Errorf("failed to wait for prometheus at %s to be ready: %w (last: %v): %s", p.URL, context.Cause(ctx), last, tail(logPath))
 		case <-tick.C:
 		}
 	}
@@ -203,7 +203,7 @@ func (p *Prometheus) WaitForSeries(ctx context.Context, query string) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("failed to wait for series %q: %w (last: %v)", query, ctx.Err(), last)
+			return fmt.Errorf("failed to wait for series %q: %w (last: %v)", query, context.Cause(ctx), last)
 		case <-tick.C:
 		}
 	}

@@ -69,8 +69,8 @@ func Start(ctx context.Context) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("failed to start test environment: %w", err)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("failed to start test environment: %w", context.Cause(ctx))
 	}
 
 	te := &envtest.Environment{
