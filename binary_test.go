@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -133,9 +134,10 @@ func TestBinaryInEveryCI(t *testing.T) {
 	action := readAction(t)
 	for _, tt := range []struct {
 		ci       string
-		timeout  string // MESHROLL_TIMEOUT: set with a long hold, the run fails and rolls back
-		steps    string // MESHROLL_STEPS instead of 25,50,100
-		echo     bool   // analysis through a proxy that echoes the request's credentials
+		timeout  string            // MESHROLL_TIMEOUT: set with a long hold, the run fails and rolls back
+		steps    string            // MESHROLL_STEPS instead of 25,50,100
+		echo     bool              // analysis through a proxy that echoes the request's credentials
+		vars     map[string]string // more variables
 		wantCode int
 		want     map[string]string // outputs
 	}{
@@ -147,6 +149,10 @@ func TestBinaryInEveryCI(t *testing.T) {
 		// Invalid input is reported too, for a later step that reads the outputs.
 		{ci: "github", steps: "50,25", wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "", "stable_weight": "", "steps_completed": "0"}},
 		{ci: "gitlab", steps: "10,101", wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": ""}},
+		// Several problems: one per line on GitHub, joined with "; " in outputs.env.
+		{ci: "github", steps: "50,25", vars: map[string]string{"MESHROLL_WEIGHT": "20"}, wantCode: 2, want: map[string]string{"result": "invalid",
+			"reason": "MESHROLL_WEIGHT=20: only used with MESHROLL_MODE=phase, but the mode is progress; unset it, or use MESHROLL_MODE=phase; " +
+				"MESHROLL_STEPS=50,25: 25 comes after 50 (items 1 and 2); use comma-separated integers from 0 to 100 in strictly ascending order, e.g. 10,25,50,100"}},
 		// A proxy in front of Prometheus that echoes the credentials in its error message.
 		{ci: "github", echo: true, wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0"}},
 	} {
@@ -159,6 +165,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 		}
 		if tt.steps != "" {
 			name += "/invalid-input"
+		}
+		if len(tt.vars) > 0 {
+			name += "/several-problems"
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -182,6 +191,7 @@ func TestBinaryInEveryCI(t *testing.T) {
 			if tt.steps != "" {
 				vars["MESHROLL_STEPS"] = tt.steps
 			}
+			maps.Copy(vars, tt.vars)
 			secrets := []string{string(kubeconfig)}
 			if tt.echo {
 				const token, tenant = "prom-token-0123456789", "tenant-secret-9876543210"
@@ -241,8 +251,14 @@ func TestBinaryInEveryCI(t *testing.T) {
 			switch tt.ci {
 			case "github":
 				github := parseGitHubOutput(t, readFile(t, vars["GITHUB_OUTPUT"]))
-				if diff := cmp.Diff(outputs, github); diff != "" {
+				// A reason of several lines keeps them on GitHub; outputs.env joins them with "; ".
+				joined := maps.Clone(github)
+				joined["reason"] = strings.ReplaceAll(joined["reason"], "\n", "; ")
+				if diff := cmp.Diff(outputs, joined); diff != "" {
 					t.Errorf("GITHUB_OUTPUT differs from outputs.env (-outputs.env +GITHUB_OUTPUT):\n%s", diff)
+				}
+				if n := strings.Count(outputs["reason"], "; MESHROLL_"); n > 0 && strings.Count(github["reason"], "\n") != n {
+					t.Errorf("GITHUB_OUTPUT reason %q has not one problem per line", github["reason"])
 				}
 				var declared []string
 				for name := range action.Outputs {

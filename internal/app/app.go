@@ -121,8 +121,12 @@ func finish(rep report.Reporter, cfg config.Config, stderr io.Writer, res rollou
 		}
 	}
 	line := "result: " + string(res.Outcome)
-	if len(res.Final) > 0 {
-		line += fmt.Sprintf(" (%s/%s route %s: %s)", res.Namespace, res.VirtualService, res.Route, traffic.DescribeWeights(res.Final))
+	if now, planned := report.FinalWeights(res); len(now) > 0 {
+		line += fmt.Sprintf(" (%s/%s route %s: %s", res.Namespace, res.VirtualService, res.Route, traffic.DescribeWeights(now))
+		if planned != nil {
+			line += "; planned " + traffic.DescribeWeights(planned) + ", not written"
+		}
+		line += ")"
 	}
 	rep.Printf("%s", line)
 	return code

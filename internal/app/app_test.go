@@ -165,7 +165,8 @@ func TestModes(t *testing.T) {
 		{name: "status", vars: []string{"MESHROLL_MODE=status"}, wantResult: "result: status", wantAfter: "v1 90, v2 10", readOnly: true,
 			wantLog: []string{"route default: v1 90, v2 10"}},
 		{name: "dry run", vars: []string{"MESHROLL_DRY_RUN=true", "MESHROLL_STEPS=50,100"}, wantResult: "result: dry-run", wantAfter: "v1 90, v2 10", readOnly: true,
-			wantLog: []string{"dry run step 1/2: v1 90 → 50, v2 10 → 50", `patch: [{"op":"replace","path":"/metadata/resourceVersion"`, `{"op":"add","path":"/spec/http/1/route/0/weight","value":50}`, "dry run step 2/2: v1 50 → 0, v2 50 → 100", `"value":"<resourceVersion after step 1>"`}},
+			wantLog: []string{"dry run step 1/2: v1 90 → 50, v2 10 → 50", `patch: [{"op":"replace","path":"/metadata/resourceVersion"`, `{"op":"add","path":"/spec/http/1/route/0/weight","value":50}`, "dry run step 2/2: v1 50 → 0, v2 50 → 100", `"value":"<resourceVersion after step 1>"`,
+				"route default: v1 90, v2 10; planned v1 0, v2 100, not written)"}},
 		{name: "dry run promote", vars: []string{"MESHROLL_MODE=promote", "MESHROLL_DRY_RUN=1"}, wantResult: "result: dry-run", wantAfter: "v1 90, v2 10", readOnly: true},
 	}
 	for _, tt := range tests {

@@ -19,10 +19,12 @@ type resultFile struct {
 	SchemaVersion int    `json:"schemaVersion"`
 	Version       string `json:"version"`
 	rollout.Result
-	DurationSeconds int64 `json:"durationSeconds"`
-	CanaryWeight    *int  `json:"canaryWeight"` // null when the weights were never read
-	StableWeight    *int  `json:"stableWeight"`
-	StepsCompleted  int   `json:"stepsCompleted"`
+	// Planned is where a dry run's plan ends (its Final is what the route still holds).
+	Planned         []traffic.Destination `json:"planned,omitempty"`
+	DurationSeconds int64                 `json:"durationSeconds"`
+	CanaryWeight    *int                  `json:"canaryWeight"` // null when the weights were never read
+	StableWeight    *int                  `json:"stableWeight"`
+	StepsCompleted  int                   `json:"stepsCompleted"`
 }
 
 // resultJSON encodes result.json, indented, and redacts it (escaped secrets included).
@@ -37,10 +39,12 @@ func resultJSON(res rollout.Result, version string, red redactor) ([]byte, error
 	if f.Steps == nil {
 		f.Steps = []rollout.Step{} // "steps": [] rather than null, for readers that iterate
 	}
-	if w, ok := weightOf(res.Final, traffic.RoleCanary); ok {
+	f.Final, f.Planned = FinalWeights(res)
+	f.Reason = reason(res)
+	if w, ok := weightOf(f.Final, traffic.RoleCanary); ok {
 		f.CanaryWeight = &w
 	}
-	if w, ok := weightOf(res.Final, traffic.RoleStable); ok {
+	if w, ok := weightOf(f.Final, traffic.RoleStable); ok {
 		f.StableWeight = &w
 	}
 	var b bytes.Buffer
@@ -55,12 +59,12 @@ func resultJSON(res rollout.Result, version string, red redactor) ([]byte, error
 
 // outputsEnv writes the outputs as GitLab's dotenv report (artifacts:reports:dotenv):
 // one KEY=VALUE per line, MESHROLL_ and the output name in capitals, no quotes and no
-// line breaks in values. The values are already single lines; the replacement below is a
-// guard, not a transformation.
+// line breaks in values: a value of several lines (the reason, when it lists several
+// problems) has them joined with "; ".
 func outputsEnv(outs []Output) []byte {
 	var b strings.Builder
 	for _, o := range outs {
-		value := strings.NewReplacer("\r", " ", "\n", " ").Replace(o.Value)
+		value := joinLines(strings.ReplaceAll(o.Value, "\r", " "))
 		fmt.Fprintf(&b, "%s=%s\n", envName(o.Name), value)
 	}
 	return []byte(b.String())

@@ -158,6 +158,15 @@ func fixtures() []fixture {
 		Reason: "preflight failed: DestinationRule prod/reviews has no subset v3\nsubsets: v1, v2",
 	}
 
+	// Input with several problems, as config lists them, one per line; nothing else is known
+	// of a run whose input could not be read.
+	invalidInput := rollout.Result{
+		Outcome: rollout.Invalid, StartedAt: t0, FinishedAt: t0,
+		Reason: "MESHROLL_CANARY_SUBSET is required: set it to the DestinationRule subset of the canary version, e.g. v2\n" +
+			"MESHROLL_WEIGHT=150: must be an integer from 0 to 100\n" +
+			"MESHROLL_WIEGHT is not a meshroll variable: did you mean MESHROLL_WEIGHT?",
+	}
+
 	return []fixture{
 		{"promoted", withOutcome(promoted, rollout.Promoted)},
 		{"canary-failed", canaryFailed},
@@ -166,6 +175,7 @@ func fixtures() []fixture {
 		{"dry-run", dryRun},
 		{"failed-write", failedWrite},
 		{"invalid", invalid},
+		{"invalid-input", invalidInput},
 	}
 }
 
@@ -176,6 +186,10 @@ func withOutcome(res rollout.Result, o rollout.Outcome) rollout.Result {
 
 // replay feeds a reporter the log a rollout would write for res, then finishes it.
 func replay(r Reporter, res rollout.Result) error {
+	if res.Mode == "" {
+		// Input that could not be read: app prints the problems on stderr, and reports.
+		return r.Finish(res)
+	}
 	r.Printf("meshroll %s: VirtualService %s/%s, stable %s, canary %s", res.Mode, res.Namespace, res.VirtualService, res.StableSubset, res.CanarySubset)
 	if res.Outcome == rollout.Invalid {
 		r.Printf("preflight failed")

@@ -92,7 +92,8 @@ func (g *github) Finish(res rollout.Result) error {
 
 	g.printResult(res, written)
 	if failed(res.Outcome) {
-		message := oneLine(g.red, res.Reason, maxReason)
+		// Several problems stay one per line: the annotation escapes line breaks as %0A.
+		message := cut(lines(g.red, res.Reason), maxReason)
 		if res.FailedCheck != "" && !strings.Contains(message, res.FailedCheck) {
 			message = fmt.Sprintf("check %s failed: %s", oneLine(g.red, res.FailedCheck, maxFailedCheck), message)
 		}
@@ -122,10 +123,11 @@ func (g *github) fileCommand(env, what string, issue func()) (err error) {
 	return nil
 }
 
-// githubValue makes sure a value cannot break $GITHUB_OUTPUT: it is one line (the outputs
-// are), and it never holds the heredoc delimiter, which would end the value early.
+// githubValue makes sure a value cannot break $GITHUB_OUTPUT, whose heredoc form holds
+// several lines (the reason's problems, one per line): no carriage return, and never the
+// heredoc delimiter, which would end the value early.
 func githubValue(v string) string {
-	v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	v = strings.ReplaceAll(v, "\r", " ")
 	for strings.Contains(v, githubDelimiter) {
 		v = strings.ReplaceAll(v, githubDelimiter, "")
 	}

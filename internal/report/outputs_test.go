@@ -137,8 +137,11 @@ func TestOutputsEnvFormat(t *testing.T) {
 		}
 	}
 	reason := Outputs(huge)[5].Value
-	if n := len([]rune(reason)); n != maxReason || !strings.HasSuffix(reason, "…") || strings.Contains(reason, "\n") {
-		t.Errorf("the reason output has %d characters (want %d, ending in …, one line): %q", n, maxReason, reason[:40])
+	if n := len([]rune(reason)); n != maxReason || !strings.HasSuffix(reason, "…") {
+		t.Errorf("the reason output has %d characters (want %d, ending in …): %q", n, maxReason, reason[:40])
+	}
+	if want := strings.Repeat("€; ", 3); !strings.Contains(string(outputsEnv(Outputs(huge))), "MESHROLL_REASON="+want) {
+		t.Errorf("outputs.env does not join the reason's lines with \"; \": %q", outputsEnv(Outputs(huge))[:200])
 	}
 }
 
@@ -156,7 +159,13 @@ func TestOutputs(t *testing.T) {
 		"canary-failed": {"result": "canary-failed", "canary_weight": "0", "stable_weight": "100", "steps_completed": "1", "failed_check": "success-rate", "duration_seconds": "244"},
 		"inconclusive":  {"result": "inconclusive", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0", "duration_seconds": "183"},
 		"weight-set":    {"result": "weight-set", "canary_weight": "20", "stable_weight": "80", "steps_completed": "1", "duration_seconds": "2"},
-		"dry-run":       {"result": "dry-run", "canary_weight": "100", "stable_weight": "0", "steps_completed": "0", "duration_seconds": "1"},
+		// A dry run wrote nothing: the weights are those in place; the plan is the reason.
+		"dry-run": {"result": "dry-run", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0", "duration_seconds": "1",
+			"reason": "dry run, nothing was written: planned canary weights 10% → 50% → 100%, ending with v1 0, v2 100"},
+		// Several problems, one per line.
+		"invalid-input": {"result": "invalid", "canary_weight": "", "steps_completed": "0",
+			"reason": "MESHROLL_CANARY_SUBSET is required: set it to the DestinationRule subset of the canary version, e.g. v2\n" +
+				"MESHROLL_WEIGHT=150: must be an integer from 0 to 100\nMESHROLL_WIEGHT is not a meshroll variable: did you mean MESHROLL_WEIGHT?"},
 	}
 	for _, f := range fixtures() {
 		got := values(f.res)

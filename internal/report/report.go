@@ -105,7 +105,9 @@ func New(o Options) (Reporter, error) {
 	return &plain{base: b}, nil
 }
 
-// Output is one step output: a name of action.yml's outputs and its single-line value.
+// Output is one step output: a name of action.yml's outputs and its value. Every value is a
+// single line but the reason, which holds one problem per line when there are several
+// (GitHub takes it as it is; outputs.env, which cannot, joins its lines with "; ").
 type Output struct{ Name, Value string }
 
 // Limits of the free-text outputs, in characters: GitLab's dotenv report must stay under
@@ -117,17 +119,19 @@ const (
 
 // Outputs returns the outputs of a run in the order action.yml declares them: result,
 // canary_weight, stable_weight, steps_completed, failed_check, reason, duration_seconds.
-// Every value is a single line. The weights are empty when the run never read them.
+// The weights are those the route holds at the end (a dry run's are those it read: it wrote
+// nothing), empty when the run never read them.
 func Outputs(res rollout.Result) []Output { return outputs(res, redactor{}) }
 
 // outputs redacts the free text before cutting it, so that a secret at the cut is not
 // half left behind.
 func outputs(res rollout.Result, red redactor) []Output {
 	canary, stable := "", ""
-	if w, ok := weightOf(res.Final, traffic.RoleCanary); ok {
+	now, _ := FinalWeights(res)
+	if w, ok := weightOf(now, traffic.RoleCanary); ok {
 		canary = strconv.Itoa(w)
 	}
-	if w, ok := weightOf(res.Final, traffic.RoleStable); ok {
+	if w, ok := weightOf(now, traffic.RoleStable); ok {
 		stable = strconv.Itoa(w)
 	}
 	return []Output{
@@ -136,17 +140,37 @@ func outputs(res rollout.Result, red redactor) []Output {
 		{"stable_weight", stable},
 		{"steps_completed", strconv.Itoa(stepsCompleted(res))},
 		{"failed_check", oneLine(red, res.FailedCheck, maxFailedCheck)},
-		{"reason", oneLine(red, res.Reason, maxReason)},
+		{"reason", cut(lines(red, reason(res)), maxReason)},
 		{"duration_seconds", strconv.FormatInt(durationSeconds(res), 10)},
 	}
 }
 
-// oneLine redacts s, joins its lines with spaces, drops control characters and cuts it to
-// limit characters, the last of them "…".
+// oneLine redacts s, joins its lines with "; " (a reason that lists several problems has
+// one per line), drops control characters and cuts it to limit characters, the last of them
+// "…".
 func oneLine(red redactor, s string, limit int) string {
-	s = red.String(s)
-	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s)
-	s = red.String(strings.TrimSpace(cleanText(s)))
+	return cut(red.String(joinLines(lines(red, s))), limit)
+}
+
+// lines redacts s and keeps its line breaks, as "\n": each line without control characters
+// or surrounding space, blank lines dropped.
+func lines(red redactor, s string) string {
+	s = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\t", " ").Replace(red.String(s))
+	var kept []string
+	for l := range strings.SplitSeq(cleanText(s), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			kept = append(kept, l)
+		}
+	}
+	return red.String(strings.Join(kept, "\n"))
+}
+
+// joinLines writes text that may hold several lines as one, for the places that cannot hold
+// a line break (outputs.env, a table cell): its lines joined with "; ".
+func joinLines(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
+// cut shortens s to limit characters, the last of them "…".
+func cut(s string, limit int) string {
 	if utf8.RuneCountInString(s) <= limit {
 		return s
 	}
@@ -259,10 +283,18 @@ func (b *base) printResult(res rollout.Result, written []string) {
 		}
 		row("VirtualService", fmt.Sprintf("%s (stable %s, canary %s)", vs, res.StableName(), res.CanaryName()))
 	}
-	if len(res.Final) > 0 {
-		canary, _ := weightOf(res.Final, traffic.RoleCanary)
-		stable, _ := weightOf(res.Final, traffic.RoleStable)
-		row("weights", fmt.Sprintf("%s (canary %d, stable %d)", traffic.DescribeWeights(res.Final), canary, stable))
+	now, planned := FinalWeights(res)
+	describe := func(ds []traffic.Destination) string {
+		canary, _ := weightOf(ds, traffic.RoleCanary)
+		stable, _ := weightOf(ds, traffic.RoleStable)
+		return fmt.Sprintf("%s (canary %d, stable %d)", traffic.DescribeWeights(ds), canary, stable)
+	}
+	switch {
+	case planned != nil:
+		row("weights", describe(now)+", unchanged: a dry run writes nothing")
+		row("planned", describe(planned)+" after the last step")
+	case len(now) > 0:
+		row("weights", describe(now))
 	}
 	if asked := stepsAsked(res); asked > 0 && res.Outcome != rollout.DryRun {
 		row("steps", fmt.Sprintf("%d of %d completed", stepsCompleted(res), asked))
@@ -272,7 +304,8 @@ func (b *base) printResult(res rollout.Result, written []string) {
 		row("analysis", "none: steps were timed only (set MESHROLL_PROMETHEUS_URL to judge the canary)")
 	}
 	row("failed check", oneLine(b.red, res.FailedCheck, maxFailedCheck))
-	row("reason", oneLine(b.red, res.Reason, maxReason))
+	// One problem per line, each under the one before.
+	row("reason", strings.ReplaceAll(cut(lines(b.red, res.Reason), maxReason), "\n", "\n"+strings.Repeat(" ", 18)))
 	row("files", strings.Join(written, ", "))
 	b.print(t.String())
 }

@@ -48,8 +48,13 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 	fact("VirtualService", code(vs))
 	fact("route", code(res.Route))
 	fact("stable → canary", code(res.StableName())+" → "+code(res.CanaryName()))
-	if len(res.Final) > 0 {
-		fact("final weights", cell(traffic.DescribeWeights(res.Final)))
+	now, planned := FinalWeights(res)
+	switch {
+	case planned != nil:
+		fact("weights", cell(traffic.DescribeWeights(now))+" (unchanged: a dry run writes nothing)")
+		fact("planned weights", cell(traffic.DescribeWeights(planned))+" (after the last step, not written)")
+	case len(now) > 0:
+		fact("final weights", cell(traffic.DescribeWeights(now)))
 	}
 	if asked := stepsAsked(res); asked > 0 && res.Outcome != rollout.DryRun {
 		fact("steps completed", fmt.Sprintf("%d of %d", stepsCompleted(res), asked))
@@ -58,8 +63,13 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 	if res.FailedCheck != "" {
 		fact("failed check", code(oneLine(red, res.FailedCheck, maxFailedCheck)))
 	}
-	if res.Reason != "" {
-		fact("reason", cell(oneLine(red, res.Reason, maxReason)))
+	if r := cut(lines(red, res.Reason), maxReason); r != "" {
+		// One problem per line: a table cell holds no line break, but HTML's.
+		var rows []string
+		for l := range strings.SplitSeq(r, "\n") {
+			rows = append(rows, cell(l))
+		}
+		fact("reason", strings.Join(rows, "<br>"))
 	}
 	b.WriteString("\n")
 
@@ -71,7 +81,11 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 		return b.String()
 	}
 
-	b.WriteString("### Timeline\n\n| step | at | canary | weights after | changed |")
+	if res.Outcome == rollout.DryRun {
+		b.WriteString("### Timeline (planned)\n\n| step | at | planned canary | planned weights after | changed |")
+	} else {
+		b.WriteString("### Timeline\n\n| step | at | canary | weights after | changed |")
+	}
 	if res.Analysis {
 		b.WriteString(" analysis |")
 	}
@@ -199,7 +213,11 @@ func writeChart(b *strings.Builder, res rollout.Result) {
 			measured++
 		}
 	}
-	b.WriteString("### Canary weight\n\n```mermaid\nxychart-beta\n")
+	title := "Canary weight"
+	if res.Outcome == rollout.DryRun {
+		title = "Planned canary weight"
+	}
+	b.WriteString("### " + title + "\n\n```mermaid\nxychart-beta\n")
 	b.WriteString("    x-axis [" + strings.Join(labels, ", ") + "]\n")
 	b.WriteString("    y-axis \"%\" 0 --> 100\n")
 	b.WriteString("    line [" + strings.Join(weights, ", ") + "]\n")

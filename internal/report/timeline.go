@@ -67,6 +67,35 @@ func passed(w analysis.Window) bool {
 	return true
 }
 
+// FinalWeights returns the route's destinations at the end of the run as the cluster holds
+// them (nil when the run never read the route) and, for a dry run only, those its plan ends
+// with. A dry run writes nothing, so it ends with the weights it read before planning (its
+// first step's Before), not with its plan's, which the result's Final holds.
+func FinalWeights(res rollout.Result) (now, planned []traffic.Destination) {
+	if res.Outcome != rollout.DryRun || len(res.Steps) == 0 {
+		return res.Final, nil
+	}
+	return res.Steps[0].Before, res.Steps[len(res.Steps)-1].After
+}
+
+// reason is why the run ended as it did, for the outputs and result.json: the result's
+// reason, or for a dry run, which has none, what it planned.
+func reason(res rollout.Result) string {
+	if res.Reason != "" || res.Outcome != rollout.DryRun || len(res.Steps) == 0 {
+		return res.Reason
+	}
+	weights := make([]string, len(res.Steps))
+	for i, s := range res.Steps {
+		weights[i] = fmt.Sprintf("%d%%", canaryAfter(s))
+	}
+	what := "planned canary weight"
+	if len(weights) > 1 {
+		what += "s"
+	}
+	_, planned := FinalWeights(res)
+	return fmt.Sprintf("dry run, nothing was written: %s %s, ending with %s", what, strings.Join(weights, " → "), traffic.DescribeWeights(planned))
+}
+
 // weightOf returns the weight of the destination with role, and whether the weights are
 // known at all (a run that failed before reading the VirtualService knows none).
 func weightOf(ds []traffic.Destination, role traffic.Role) (int, bool) {
