@@ -89,6 +89,25 @@ func TestEvaluate(t *testing.T) {
 			},
 		},
 		{
+			name:    "request counts are whole requests, judged as shown",
+			answers: with(healthy(), map[string]string{"volume/canary": vectorBody("79.5"), "volume/stable": vectorBody("1236.4")}),
+			want: []Result{
+				volume(ptr(80), ptr(1236), VerdictPass, ""),
+				success(ptr(99.5), ptr(99.9), VerdictPass, ""),
+				latency(ptr(230), ptr(210), VerdictPass, ""),
+			},
+			judged: true,
+		},
+		{
+			name:    "a fractional count below the minimum is too few whole requests",
+			answers: with(healthy(), map[string]string{"volume/canary": vectorBody("19.4")}),
+			want: []Result{
+				volume(ptr(19), ptr(1000), VerdictNoData, "the canary served 19 requests in the last 30s, fewer than the 20 needed to judge a window"),
+				success(ptr(99.5), ptr(99.9), VerdictNoData, "the canary served 19 requests in the last 30s, fewer than the 20 needed to judge a window"),
+				latency(ptr(230), ptr(210), VerdictNoData, "the canary served 19 requests in the last 30s, fewer than the 20 needed to judge a window"),
+			},
+		},
+		{
 			name:    "no canary series at all",
 			answers: with(healthy(), map[string]string{"volume/canary": vectorBody(), "success/canary": vectorBody(), "latency/canary": vectorBody("NaN")}),
 			want: []Result{

@@ -101,6 +101,15 @@ func (a *Analyzer) judge(canary, stable []answer) []Result {
 	s := a.settings
 	window := humanDuration(s.Interval)
 
+	// increase() extrapolates to the window's edges, so a count of requests comes back as,
+	// say, 79.5. Requests are whole: the window is judged, shown and recorded on the count
+	// rounded to the nearest request.
+	for i, c := range a.checks {
+		if c.kind == kindVolume {
+			canary[i].value, stable[i].value = math.Round(canary[i].value), math.Round(stable[i].value)
+		}
+	}
+
 	// The request volume decides whether the other built-ins can be judged:
 	// a success rate over three requests says nothing.
 	volume := canary[0]
