@@ -41,4 +41,4 @@ demo: tools build
 	MESHROLL_TEST_ASSETS=$(ASSETS) go run ./internal/demo
 
 clean:
-	rm -rf bin/
+	rm -rf bin/ demo-output/

@@ -3,8 +3,9 @@
 // traffic by the VirtualService's weights and exports Istio's metrics, and a Prometheus that
 // scrapes it. The built meshroll binary first promotes a healthy v2 over v1, then rolls back a
 // v3 that answers 30% of its requests with 503. The weights the cluster holds are printed after
-// every change; everything started is stopped at the end, also on Ctrl-C. Run it with
-// `make demo`; it exits non-zero when a rollout does not end as expected.
+// every change; everything started is stopped at the end, also on Ctrl-C. It ends by printing
+// the summary.md of each rollout; every result file is kept under -out (demo-output). Run it
+// with `make demo`; it exits non-zero when a rollout does not end as expected.
 package main
 
 import (
@@ -16,11 +17,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
@@ -31,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/meshroll/meshroll/internal/app"
 	"github.com/meshroll/meshroll/internal/meshsim"
 	"github.com/meshroll/meshroll/internal/testenv"
 )
@@ -86,47 +85,59 @@ var rollouts = []rollout{
 }
 
 type options struct {
-	bin, steps     string
-	hold, interval time.Duration
+	bin, steps, out string
+	hold, interval  time.Duration
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/meshroll", "the meshroll binary to run")
+	flag.StringVar(&o.out, "out", "demo-output", "where each rollout's result files are kept (rollout-1, rollout-2)")
 	flag.StringVar(&o.steps, "steps", "20,50,100", "MESHROLL_STEPS of each rollout")
 	flag.DurationVar(&o.hold, "hold", 6*time.Second, "MESHROLL_STEP_DURATION of each rollout")
 	flag.DurationVar(&o.interval, "interval", 3*time.Second, "MESHROLL_ANALYSIS_INTERVAL of each rollout")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := app.SignalContext(context.Background())
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	ran, err := run(ctx, o)
+	// The summaries come last, once everything has stopped, also after a failed rollout.
+	printSummaries(ran)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		stop()
 		os.Exit(1)
 	}
 }
 
+// ran is a meshroll run of the demo and the directory of its result files.
+type ran struct{ name, dir string }
+
 // run starts the stack (control plane, mesh, Prometheus, load) and runs the rollouts in
-// order. The deferred calls stop everything in reverse order, also when ctx is cancelled.
-func run(ctx context.Context, o options) error {
+// order, returning those that ran. The deferred calls stop everything in reverse order, also
+// when ctx is cancelled.
+func run(ctx context.Context, o options) ([]ran, error) {
 	bin, err := filepath.Abs(o.bin)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return nil, err
 	}
 	fmt.Println("demo: starting etcd and kube-apiserver with Istio's CRDs ...")
 	env, err := testenv.Start(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopping("control plane", env.Stop)
 	if err := setUp(ctx, env); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("demo: namespace %s has VirtualService reviews (all traffic on v1), DestinationRule reviews and Deployments reviews-v1, -v2, -v3\n", namespace)
 
 	mesh, err := meshsim.Start(ctx, meshsim.Options{Istio: env.Istio, Namespace: namespace, VirtualService: "reviews", Versions: meshVersions()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopping("mesh", mesh.Close)
 	for _, v := range versions {
@@ -134,28 +145,23 @@ func run(ctx context.Context, o options) error {
 	}
 	prom, err := testenv.StartPrometheus(ctx, []string{mesh.MetricsAddr()}, scrape)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopping("Prometheus", prom.Stop)
 	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, rps, nil) })()
 	fmt.Printf("demo: the mesh sends %d requests/s to reviews by the VirtualService's weights (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
 		rps, latency, prom.URL, scrape)
 	if err := waitForStable(ctx, prom, "reviews-v1", o.interval); err != nil {
-		return err
+		return nil, err
 	}
 
 	w, err := watchWeights(ctx, env)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w) })()
 
-	out, err := os.MkdirTemp("", "meshroll-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(out)
-	d := &demo{bin: bin, relBin: o.bin, kubeconfig: env.Kubeconfig, mesh: mesh, out: out, common: []string{
+	d := &demo{bin: bin, relBin: o.bin, kubeconfig: env.Kubeconfig, mesh: mesh, common: []string{
 		"MESHROLL_NAMESPACE=" + namespace,
 		"MESHROLL_VIRTUAL_SERVICE=reviews",
 		"MESHROLL_MODE=progress",
@@ -168,16 +174,24 @@ func run(ctx context.Context, o options) error {
 		"MESHROLL_CI=plain",
 	}}
 	fmt.Printf("demo: every run has KUBECONFIG=%s\n      %s\n", env.Kubeconfig, strings.Join(d.common, "\n      "))
+	runs := make([]ran, len(rollouts))
+	for i := range rollouts {
+		runs[i] = ran{fmt.Sprintf("rollout %d", i+1), filepath.Join(out, fmt.Sprintf("rollout-%d", i+1))}
+		// Files left by an earlier demo would read as this one's.
+		if err := os.RemoveAll(runs[i].dir); err != nil {
+			return nil, err
+		}
+	}
 	var headlines []string
 	for i, r := range rollouts {
-		headline, err := d.rollout(ctx, i+1, r)
+		headline, err := d.rollout(ctx, runs[i].name, runs[i].dir, r)
 		if err != nil {
-			return err
+			return runs[:i+1], err
 		}
 		headlines = append(headlines, headline)
 	}
 	fmt.Printf("\ndemo: done\n    %s\n", strings.Join(headlines, "\n    "))
-	return nil
+	return runs, nil
 }
 
 // demo is what every rollout needs.
@@ -185,14 +199,13 @@ type demo struct {
 	bin, relBin string // the meshroll binary, absolute and as given
 	kubeconfig  string
 	mesh        *meshsim.Mesh
-	out         string   // a directory for each run's MESHROLL_OUTPUT_DIR
 	common      []string // the MESHROLL_* variables every run has
 }
 
-// rollout makes the canary behave as r says, runs meshroll from r.stable to r.canary and
-// returns its headline, or an error when the rollout did not end as r expects.
-func (d *demo) rollout(ctx context.Context, n int, r rollout) (string, error) {
-	name := fmt.Sprintf("rollout %d", n)
+// rollout makes the canary behave as r says, runs meshroll from r.stable to r.canary with its
+// result files in dir and returns its headline, or an error when the rollout did not end as r
+// expects.
+func (d *demo) rollout(ctx context.Context, name, dir string, r rollout) (string, error) {
 	d.mesh.SetBehaviour(r.canary, r.errorRate, latency)
 	health := "healthy"
 	if r.errorRate > 0 {
@@ -200,14 +213,13 @@ func (d *demo) rollout(ctx context.Context, n int, r rollout) (string, error) {
 	}
 	fmt.Printf("\ndemo: %s: %s → %s, and %s is %s\n", name, r.stable, r.canary, r.canary, health)
 
-	dir := filepath.Join(d.out, strconv.Itoa(n))
 	vars := []string{
 		"MESHROLL_STABLE_SUBSET=" + r.stable,
 		"MESHROLL_CANARY_SUBSET=" + r.canary,
 		// Both Deployments must be Available; their names are also the workloads compared.
 		"MESHROLL_STABLE_DEPLOYMENT=reviews-" + r.stable,
 		"MESHROLL_CANARY_DEPLOYMENT=reviews-" + r.canary,
-		"MESHROLL_OUTPUT_DIR=" + dir,
+		"MESHROLL_OUTPUT_DIR=" + relative(dir),
 	}
 	fmt.Printf("$ %s %s\n", strings.Join(vars, " "), d.relBin)
 	environ := append([]string{"KUBECONFIG=" + d.kubeconfig, "HOME=" + os.Getenv("HOME")}, append(d.common, vars...)...)
@@ -301,13 +313,42 @@ func meshroll(ctx context.Context, bin string, environ []string) (code int, err 
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		return 0, fmt.Errorf("interrupted: %w", ctx.Err())
+		return 0, fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	case errors.As(err, &exit):
 		code = exit.ExitCode()
 	case err != nil:
 		return 0, err
 	}
 	return code, nil
+}
+
+// printSummaries prints the summary.md of every run that wrote one, and where the files are.
+func printSummaries(runs []ran) {
+	var kept []string
+	for _, r := range runs {
+		path := filepath.Join(r.dir, "summary.md")
+		summary, err := os.ReadFile(path)
+		if err != nil {
+			continue // the run never got as far as writing it; its error says why
+		}
+		fmt.Printf("\ndemo: %s, %s:\n\n%s", r.name, relative(path), summary)
+		kept = append(kept, relative(r.dir))
+	}
+	if len(kept) > 0 {
+		fmt.Printf("\ndemo: the result files of each rollout (result.json, summary.md, outputs.env, junit.xml) are kept in %s\n", strings.Join(kept, " and "))
+	}
+}
+
+// relative is path relative to the working directory when it is below it, else path.
+func relative(path string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	if rel, err := filepath.Rel(wd, path); err == nil && filepath.IsLocal(rel) {
+		return rel
+	}
+	return path
 }
 
 // outcome reads how a run ended, MESHROLL_RESULT and MESHROLL_FAILED_CHECK, from the
