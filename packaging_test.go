@@ -786,6 +786,7 @@ func TestExamplesGiveValidInput(t *testing.T) {
 			t.Fatalf("workflow.yml: %v", err)
 		}
 		ids := map[string]bool{}
+		outputDirs := map[string]string{} // output-dir → the step that writes there
 		uses := 0
 		for _, job := range wf.Jobs {
 			for _, step := range job.Steps {
@@ -798,6 +799,15 @@ func TestExamplesGiveValidInput(t *testing.T) {
 				for k, v := range step.With {
 					with[k] = fmt.Sprint(v)
 				}
+				// A second step writing to the same directory would overwrite the first's files.
+				dir := with["output-dir"]
+				if dir == "" && a.Inputs["output-dir"].Default != nil {
+					dir = *a.Inputs["output-dir"].Default
+				}
+				if other, ok := outputDirs[dir]; ok {
+					t.Errorf("steps %q and %q both write their files to %s: give each its own output-dir", other, step.ID, dir)
+				}
+				outputDirs[dir] = step.ID
 				if _, err := config.Load(environ(githubEnv(t, a, with))); err != nil {
 					t.Errorf("step %q: meshroll rejects its inputs: %v", step.ID, err)
 				}
