@@ -20,6 +20,8 @@ var (
 	ErrSubsetNotDefined       = errors.New("subset not defined by a DestinationRule")
 	ErrServiceNotFound        = errors.New("Service not found")
 	ErrOwnedByController      = errors.New("routing object owned by a controller")
+	ErrForeignMirror          = errors.New("route mirrors elsewhere")
+	ErrMatchConflict          = errors.New("A/B conditions conflict with the route's")
 	ErrDeploymentNotReady     = errors.New("canary Deployment not ready")
 	ErrForbidden              = errors.New("missing permissions")
 )

@@ -44,6 +44,11 @@ type Routing struct {
 	// Chosen says why the route was chosen, when that is not obvious ("" otherwise).
 	Chosen       string        `json:"-"`
 	Destinations []Destination `json:"destinations"`
+	// ABRoute is the name of meshroll's A/B route when one is in place, sending the requests
+	// that match its conditions to the canary.
+	ABRoute string `json:"abRoute,omitempty"`
+	// MirrorPercent is the share of the route's requests mirrored to the canary, 0 for none.
+	MirrorPercent float64 `json:"mirrorPercent,omitempty"`
 }
 
 // Object names the routing object for messages: "VirtualService prod/reviews".
@@ -61,7 +66,14 @@ func (r Routing) CanaryWeight() int {
 
 // Desired is what a stage wants the steered route to do.
 type Desired struct {
-	CanaryWeight int `json:"canaryWeight"`
+	CanaryWeight int  `json:"canaryWeight"`
+	KeepWeights  bool `json:"keepWeights,omitempty"` // leave the weights as they are
+	// AB puts meshroll's A/B route in place (the backend knows its conditions); false removes
+	// it.
+	AB bool `json:"ab,omitempty"`
+	// MirrorPercent mirrors that share of the route's requests to the canary (1–100); 0
+	// removes meshroll's mirror.
+	MirrorPercent float64 `json:"mirrorPercent,omitempty"`
 }
 
 // State is a routing object as a backend read it, with the steered route resolved. Plan is
@@ -116,7 +128,7 @@ type Checks struct {
 type PatchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
-	Value any    `json:"value"`
+	Value any    `json:"value,omitempty"` // omitted only for remove (nil); a weight of 0 is kept
 }
 
 // PatchJSON is the patch sent to the API server: the change's operations behind a
@@ -133,8 +145,29 @@ func (c Change) PatchJSON(resourceVersion string) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// Describe renders the change for a log line: "v1 90 → 75, v2 10 → 25".
-func (c Change) Describe() string { return DescribeChange(c.Before.Destinations, c.After.Destinations) }
+// Describe renders the change for a log line: "v1 90 → 75, v2 10 → 25", then what happened
+// to meshroll's A/B route and mirror.
+func (c Change) Describe() string {
+	weights := DescribeChange(c.Before.Destinations, c.After.Destinations)
+	if DescribeWeights(c.Before.Destinations) == DescribeWeights(c.After.Destinations) {
+		weights = DescribeWeights(c.After.Destinations)
+	}
+	parts := []string{weights}
+	switch b, a := c.Before.ABRoute, c.After.ABRoute; {
+	case b == "" && a != "":
+		parts = append(parts, "A/B route "+a+" inserted")
+	case b != "" && a == "":
+		parts = append(parts, "A/B route "+b+" removed")
+	}
+	switch b, a := c.Before.MirrorPercent, c.After.MirrorPercent; {
+	case b == a:
+	case a == 0:
+		parts = append(parts, "mirror removed")
+	default:
+		parts = append(parts, fmt.Sprintf("mirroring %g%% to the canary", a))
+	}
+	return strings.Join(parts, "; ")
+}
 
 // DescribeChange renders weights before and after: "v1 90 → 75, v2 10 → 25".
 func DescribeChange(before, after []Destination) string {

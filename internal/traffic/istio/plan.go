@@ -1,40 +1,130 @@
 package istio
 
 import (
+	"encoding/json"
 	"fmt"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	networking "istio.io/api/networking/v1"
 
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-// Plan computes the change that makes the steered route do d. It is pure: the State is not
-// touched, and the returned Change's Next is the state after the patch. The patch pins what
-// it relies on with test operations (the route's name, the host and subset of every
-// destination whose weight it sets), so that it can never set a weight on a destination that
-// moved in between, even without the resourceVersion guard.
+// Plan computes the change that makes the steered route do d: its weights, meshroll's mirror
+// on it, and meshroll's A/B route right before it. It is pure: the State is not touched, and
+// the returned Change's Next is the state the patch produces, computed by applying the patch
+// to the spec that was read (with the JSON patch library the API server uses), so that the
+// plan and the write can never disagree. The patch pins what it relies on with test
+// operations (route names, the host and subset of every destination whose weight it sets,
+// the mirror it removes), so that it never lands on something that moved in between.
 func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
-	current := s.routing.Destinations
-	appendCanary := s.index(traffic.RoleCanary) < 0 && d.CanaryWeight > 0
-	if appendCanary {
-		// The canary's host is its Service when given, else the stable destination's host; its
-		// port is the stable destination's.
-		stable := current[s.index(traffic.RoleStable)]
-		host := stable.Host
-		if s.target.CanaryService != "" {
-			host = s.target.CanaryService
-		}
-		canary := traffic.Destination{Host: host, Subset: s.target.CanarySubset, Port: stable.Port, Role: traffic.RoleCanary}
-		current = append(append([]traffic.Destination(nil), current...), canary)
-	}
-	want, err := traffic.SplitWeights(current, d.CanaryWeight, s.where())
+	var ops []traffic.PatchOp
+	weightOps, err := s.planWeights(d)
 	if err != nil {
 		return traffic.Change{}, err
 	}
+	ops = append(ops, weightOps...)
+	mirrorOps, err := s.planMirror(d.MirrorPercent)
+	if err != nil {
+		return traffic.Change{}, err
+	}
+	ops = append(ops, mirrorOps...)
+	// The A/B route is inserted or removed last: it moves the steered route's index.
+	abOps, err := s.planAB(d.AB)
+	if err != nil {
+		return traffic.Change{}, err
+	}
+	ops = append(ops, abOps...)
+	if len(ops) > 0 && s.spec.Http[s.routeIndex].Name != "" {
+		ops = append([]traffic.PatchOp{{Op: "test", Path: s.routePath() + "/name", Value: s.spec.Http[s.routeIndex].Name}}, ops...)
+	}
 
-	next := s.spec.DeepCopy()
-	route := next.Http[s.routeIndex]
-	base := fmt.Sprintf("/spec/http/%d", s.routeIndex)
+	next, err := s.apply(ops)
+	if err != nil {
+		// Unreachable by construction; kept as the last guard before anything is written.
+		return traffic.Change{}, fmt.Errorf("internal error: the planned change of %s does not apply: %w", s.where(), err)
+	}
+	if err := traffic.CheckWeights(next.routing.Destinations); err != nil {
+		return traffic.Change{}, fmt.Errorf("internal error: planned %s is invalid: %w", s.where(), err)
+	}
+	return traffic.Change{
+		Before:  s.Routing(),
+		After:   next.Routing(),
+		Changed: len(ops) > 0,
+		Patch:   ops,
+		Next:    next,
+	}, nil
+}
+
+// apply is the state after ops, applied to the spec as read.
+func (s *State) apply(ops []traffic.PatchOp) (*State, error) {
+	if len(ops) == 0 {
+		return s, nil
+	}
+	data, err := json.Marshal(ops)
+	if err != nil {
+		return nil, err
+	}
+	patch, err := jsonpatch.DecodePatch(data)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := patch.Apply([]byte(`{"spec":` + string(s.raw) + `}`))
+	if err != nil {
+		return nil, err
+	}
+	var obj struct{ Spec json.RawMessage }
+	if err := json.Unmarshal(doc, &obj); err != nil {
+		return nil, err
+	}
+	r := s.routing
+	return NewState(r.Namespace, r.Name, r.ResourceVersion, obj.Spec, s.target)
+}
+
+func (s *State) routePath() string { return fmt.Sprintf("/spec/http/%d", s.routeIndex) }
+
+// canaryDestination is where the canary is reached: its Service when given, else the stable
+// destination's host; its subset when given; the stable destination's port.
+func (s *State) canaryDestination() traffic.Destination {
+	stable := s.routing.Destinations[s.index(traffic.RoleStable)]
+	host := stable.Host
+	if s.target.CanaryService != "" {
+		host = s.target.CanaryService
+	}
+	return traffic.Destination{Host: host, Subset: s.target.CanarySubset, Port: stable.Port, Role: traffic.RoleCanary}
+}
+
+// destinationJSON is d as a VirtualService destination.
+func destinationJSON(d traffic.Destination) map[string]any {
+	v := map[string]any{"host": d.Host}
+	if d.Subset != "" {
+		v["subset"] = d.Subset
+	}
+	if d.Port != 0 {
+		v["port"] = map[string]any{"number": d.Port}
+	}
+	return v
+}
+
+// planWeights sets the weights of the steered route, appending the canary destination when
+// the route has none and the canary is to get traffic.
+func (s *State) planWeights(d traffic.Desired) ([]traffic.PatchOp, error) {
+	if d.KeepWeights {
+		if err := traffic.CheckWeights(s.routing.Destinations); err != nil {
+			return nil, traffic.Preflightf(traffic.ErrInvalidWeights, "%s: %v, which Istio rejects: fix its weights before meshroll adds a mirror or an A/B route to it", s.where(), err)
+		}
+		return nil, nil
+	}
+	current := s.routing.Destinations
+	appendCanary := s.index(traffic.RoleCanary) < 0 && d.CanaryWeight > 0
+	if appendCanary {
+		current = append(append([]traffic.Destination(nil), current...), s.canaryDestination())
+	}
+	want, err := traffic.SplitWeights(current, d.CanaryWeight, s.where())
+	if err != nil {
+		return nil, err
+	}
+	route := s.spec.Http[s.routeIndex]
 	var ops []traffic.PatchOp
 	for j, rd := range route.Route {
 		// Compare with the weight that takes effect: a lone destination without a weight gets
@@ -46,44 +136,15 @@ func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
 		if have == want[j].Weight {
 			continue
 		}
-		ops = append(ops, pinDestination(base, j, rd.Destination)...)
+		ops = append(ops, pinDestination(s.routePath(), j, rd.Destination)...)
 		// "add" sets a member whether or not it exists: an absent weight is added.
-		ops = append(ops, traffic.PatchOp{Op: "add", Path: fmt.Sprintf("%s/route/%d/weight", base, j), Value: want[j].Weight})
-		rd.Weight = int32(want[j].Weight)
+		ops = append(ops, traffic.PatchOp{Op: "add", Path: fmt.Sprintf("%s/route/%d/weight", s.routePath(), j), Value: want[j].Weight})
 	}
 	if appendCanary {
 		c := want[len(want)-1]
-		dest := &networking.Destination{Host: c.Host, Subset: c.Subset}
-		value := map[string]any{"host": c.Host}
-		if c.Subset != "" {
-			value["subset"] = c.Subset
-		}
-		if c.Port != 0 {
-			dest.Port = &networking.PortSelector{Number: c.Port}
-			value["port"] = map[string]any{"number": c.Port}
-		}
-		route.Route = append(route.Route, &networking.HTTPRouteDestination{Destination: dest, Weight: int32(c.Weight)})
-		ops = append(ops, traffic.PatchOp{Op: "add", Path: base + "/route/-", Value: map[string]any{"destination": value, "weight": c.Weight}})
+		ops = append(ops, traffic.PatchOp{Op: "add", Path: s.routePath() + "/route/-", Value: map[string]any{"destination": destinationJSON(c), "weight": c.Weight}})
 	}
-	if len(ops) > 0 && route.Name != "" {
-		ops = append([]traffic.PatchOp{{Op: "test", Path: base + "/name", Value: route.Name}}, ops...)
-	}
-
-	nextState, err := newState(s.routing.Namespace, s.routing.Name, s.routing.ResourceVersion, next, s.target)
-	if err != nil {
-		// Unreachable by construction; kept as the last guard before anything is written.
-		return traffic.Change{}, fmt.Errorf("internal error: planned %s cannot be read back: %w", s.where(), err)
-	}
-	if err := traffic.CheckWeights(nextState.routing.Destinations); err != nil {
-		return traffic.Change{}, fmt.Errorf("internal error: planned %s is invalid: %w", s.where(), err)
-	}
-	return traffic.Change{
-		Before:  s.Routing(),
-		After:   nextState.Routing(),
-		Changed: len(ops) > 0,
-		Patch:   ops,
-		Next:    nextState,
-	}, nil
+	return ops, nil
 }
 
 // pinDestination tests the host and subset of destination j of the route at base, so that a

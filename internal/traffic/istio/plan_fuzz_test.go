@@ -1,12 +1,15 @@
 package istio
 
 import (
-	"github.com/meshroll/meshroll/internal/traffic"
-
+	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1"
+
+	"github.com/meshroll/meshroll/internal/traffic"
 )
 
 // FuzzPlan: for any route and any canary weight, planning either fails with a preflight error
@@ -87,4 +90,84 @@ func fuzzSpec(shape []byte, withMatch bool) *networking.VirtualService {
 	}
 	spec.Http = append(spec.Http, route)
 	return spec
+}
+
+// FuzzStages: any sequence of stages (weights, A/B route in or out, mirror set or cleared)
+// from any valid route either stops at a preflight error or leaves, after every stage, a
+// valid route (weights 0–100 summing to 100, other destinations untouched), meshroll's A/B
+// route and mirror exactly as asked, the other routes byte for byte as they were, and a patch
+// that produces exactly the planned object.
+func FuzzStages(f *testing.F) {
+	f.Add([]byte{2, 0, 90, 1, 10}, []byte{0x81, 0x42, 25, 0x03, 100}, true)
+	f.Add([]byte{1, 0, 0}, []byte{0x40, 0x80, 0xc0, 0}, false)
+	f.Add([]byte{3, 0, 60, 2, 30, 1, 10}, []byte{0x82, 0xff, 0x10}, true)
+	f.Fuzz(func(t *testing.T, shape, stages []byte, withMatch bool) {
+		spec := fuzzSpec(shape, withMatch)
+		spec.Http[len(spec.Http)-1].Timeout = durationpb.New(3e9) // a policy the A/B route copies
+		tgt := Target{Namespace: "ns", VirtualService: "vs", StableSubset: "v1", CanarySubset: "v2",
+			Match: []map[string]any{{"headers": map[string]any{"region": map[string]any{"exact": "india"}}}}}
+		state, err := newState("ns", "vs", "1", spec, tgt)
+		if err != nil {
+			return
+		}
+		others := otherRoutes(t, state)
+		for _, b := range stages {
+			// bit 7: A/B route; bit 6: mirror (percent from the low bits); else the low 7 bits
+			// are the canary weight (above 100: keep the weights).
+			d := traffic.Desired{AB: b&0x80 != 0}
+			if b&0x40 != 0 {
+				d.MirrorPercent = float64(b&0x3f%100 + 1)
+				d.KeepWeights = true
+			} else if w := int(b & 0x7f); w > 100 {
+				d.KeepWeights = true
+			} else {
+				d.CanaryWeight = w
+			}
+			change, err := state.Plan(d)
+			if err != nil {
+				if !errors.Is(err, traffic.ErrPreflight) {
+					t.Fatalf("Plan(%+v): non-preflight error %v", d, err)
+				}
+				return
+			}
+			checkPatch(t, state.raw, change)
+			next := change.Next.(*State)
+			if err := traffic.CheckWeights(next.routing.Destinations); err != nil {
+				t.Fatalf("after %+v: %v", d, err)
+			}
+			for i, dst := range change.After.Destinations {
+				if dst.Role == traffic.RoleOther && (i >= len(change.Before.Destinations) || change.Before.Destinations[i] != dst) {
+					t.Fatalf("after %+v: other destination %d changed: %+v", d, i, dst)
+				}
+				if dst.Role == traffic.RoleCanary && !d.KeepWeights && dst.Weight != d.CanaryWeight {
+					t.Fatalf("after %+v: canary weight %d", d, dst.Weight)
+				}
+			}
+			if (next.abIndex >= 0) != d.AB || next.routing.MirrorPercent != d.MirrorPercent {
+				t.Fatalf("after %+v: A/B route at %d, mirror %v%%", d, next.abIndex, next.routing.MirrorPercent)
+			}
+			if got := otherRoutes(t, next); !slices.Equal(got, others) {
+				t.Fatalf("after %+v: other routes changed:\n%q\nwant\n%q", d, got, others)
+			}
+			state = next
+		}
+	})
+}
+
+// otherRoutes are the routes that are neither steered nor meshroll's, as JSON.
+func otherRoutes(t *testing.T, s *State) []string {
+	t.Helper()
+	var spec struct {
+		HTTP []json.RawMessage `json:"http"`
+	}
+	if err := json.Unmarshal(s.raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i, r := range spec.HTTP {
+		if i != s.routeIndex && i != s.abIndex {
+			out = append(out, string(r))
+		}
+	}
+	return out
 }

@@ -285,3 +285,12 @@ func TestPatchPinsWhatItReliesOn(t *testing.T) {
 		}
 	}
 }
+
+// newState is NewState for a typed spec.
+func newState(namespace, name, resourceVersion string, spec *networking.VirtualService, target Target) (*State, error) {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	return NewState(namespace, name, resourceVersion, data, target)
+}

@@ -27,6 +27,18 @@ type Target struct {
 	CanarySubset   string
 	StableService  string // "" when the subset alone names the stable destination
 	CanaryService  string
+	// Match holds the conditions of the A/B route (MESHROLL_MATCH): Istio HTTPMatchRequests as
+	// JSON objects, any of which selects a request. Empty: no A/B stage.
+	Match []map[string]any
+}
+
+// abRoutePrefix starts the name of every route meshroll inserts.
+const abRoutePrefix = "meshroll-ab-"
+
+// abRouteName is the name of meshroll's A/B route for this canary, so that anyone reading the
+// object sees who manages it, and a later run (a rollback after a runner died) finds it.
+func (t Target) abRouteName() string {
+	return abRoutePrefix + strings.NewReplacer("/", "-", ".", "-").Replace(t.side(traffic.RoleCanary).name())
 }
 
 // side is how one role's destination is named.
@@ -54,6 +66,14 @@ func (s side) matches(d *networking.Destination, ns string) bool {
 		return false
 	}
 	return true
+}
+
+// name is the side's subset, else its Service.
+func (s side) name() string {
+	if s.subset != "" {
+		return s.subset
+	}
+	return s.service
 }
 
 // String names the side in messages: subset "v1", Service "app-stable", or both.
@@ -89,38 +109,48 @@ func (t Target) check() string {
 // implements traffic.State.
 type State struct {
 	routing    traffic.Routing
-	routeIndex int
+	routeIndex int // of the steered route in spec.http
+	abIndex    int // of meshroll's A/B route, -1 when there is none
 	target     Target
-	spec       *networking.VirtualService // decoded for planning; never shared with the caller
+	spec       *networking.VirtualService // decoded, for planning
+	raw        []byte                     // the spec as read: planned patches apply to it
 }
 
 var _ traffic.State = (*State)(nil)
 
-// NewState resolves the steered route of a VirtualService from its spec as JSON.
+// NewState resolves the steered route of a VirtualService from its spec as JSON. Planning
+// works on that JSON, so that fields this build of the Istio API does not know survive a
+// copied route as well as a patch.
 func NewState(namespace, name, resourceVersion string, spec []byte, target Target) (*State, error) {
 	var vs networking.VirtualService
 	if err := json.Unmarshal(spec, &vs); err != nil {
 		return nil, fmt.Errorf("failed to decode the spec of %s %s/%s: %w", Kind, namespace, name, err)
 	}
-	return newState(namespace, name, resourceVersion, &vs, target)
-}
-
-// newState resolves the steered route of spec, which it keeps: the caller must not change it.
-func newState(namespace, name, resourceVersion string, spec *networking.VirtualService, target Target) (*State, error) {
-	i, why, err := selectRoute(spec, target)
+	i, why, err := selectRoute(&vs, target)
 	if err != nil {
 		return nil, err
 	}
 	s := &State{
 		routing: traffic.Routing{
 			Kind: Kind, Namespace: namespace, Name: name, ResourceVersion: resourceVersion,
-			Route:        routeName(spec.Http[i], i),
+			Route:        routeName(vs.Http[i], i),
 			Chosen:       why,
-			Destinations: destinations(spec.Http[i], target),
+			Destinations: destinations(vs.Http[i], target),
 		},
 		routeIndex: i,
+		abIndex:    -1,
 		target:     target,
-		spec:       spec,
+		spec:       &vs,
+		raw:        spec,
+	}
+	for j, r := range vs.Http {
+		if r.Name == target.abRouteName() {
+			s.abIndex = j
+			s.routing.ABRoute = r.Name
+		}
+	}
+	if m := vs.Http[i].Mirror; m != nil && target.side(traffic.RoleCanary).matches(m, target.Namespace) {
+		s.routing.MirrorPercent = mirrorPercent(vs.Http[i])
 	}
 	if err := s.checkRoute(); err != nil {
 		return nil, err
@@ -161,6 +191,9 @@ func selectRoute(spec *networking.VirtualService, t Target) (i int, why string, 
 	}
 	var candidates, catchAll []int
 	for i, r := range spec.Http {
+		if strings.HasPrefix(r.Name, abRoutePrefix) {
+			continue // meshroll's own A/B routes are never the steered route
+		}
 		for _, d := range r.Route {
 			if role := roleOf(d, t); role == traffic.RoleStable || role == traffic.RoleCanary {
 				candidates = append(candidates, i)
@@ -232,7 +265,7 @@ func roleOf(d *networking.HTTPRouteDestination, t Target) traffic.Role {
 }
 
 // destinations lists a route's destinations with effective weights: a lone destination
-// without a weight receives all traffic.
+// receives all traffic (Istio routes to it directly and ignores its weight).
 func destinations(r *networking.HTTPRoute, t Target) []traffic.Destination {
 	out := make([]traffic.Destination, 0, len(r.Route))
 	for _, rd := range r.Route {
@@ -243,8 +276,8 @@ func destinations(r *networking.HTTPRoute, t Target) []traffic.Destination {
 				d.Port = rd.Destination.Port.Number
 			}
 		}
-		if len(r.Route) == 1 && rd.Weight == 0 {
-			d.Weight = 100
+		if len(r.Route) == 1 {
+			d.Weight = 100 // a lone destination takes all traffic, whatever its weight says
 		}
 		out = append(out, d)
 	}
