@@ -76,6 +76,7 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 		CanarySubset:   cfg.CanarySubset,
 		StableService:  cfg.StableService,
 		CanaryService:  cfg.CanaryService,
+		Match:          cfg.Match,
 	})
 	res := rollout.NewRunner(tc, analyzer, rep).Run(ctx, cfg)
 	if res.Err != nil {

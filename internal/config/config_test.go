@@ -66,6 +66,24 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name:    "A/B by header, cookie or JWT claim; one object alone is a list of one",
+			environ: with(`MESHROLL_MATCH={headers: {"@request.auth.claims.group": {exact: beta}}}`, "MESHROLL_MIRROR_PERCENT=12.5"),
+			change: func(c *Config) {
+				c.Match = []map[string]any{{"headers": map[string]any{"@request.auth.claims.group": map[string]any{"exact": "beta"}}}}
+				c.MirrorPercent = 12.5
+			},
+		},
+		{
+			name:    "A/B conditions in JSON, Istio's field names kept",
+			environ: with(`MESHROLL_MATCH=[{"headers":{"region":{"exact":"india"}}},{"queryParams":{"beta":{"exact":"1"}},"uri":{"prefix":"/api"}}]`),
+			change: func(c *Config) {
+				c.Match = []map[string]any{
+					{"headers": map[string]any{"region": map[string]any{"exact": "india"}}},
+					{"queryParams": map[string]any{"beta": map[string]any{"exact": "1"}}, "uri": map[string]any{"prefix": "/api"}},
+				}
+			},
+		},
+		{
 			name:    "same Service, different subsets",
 			environ: with("MESHROLL_STABLE_SERVICE=reviews", "MESHROLL_CANARY_SERVICE=reviews"),
 			change:  func(c *Config) { c.StableService, c.CanaryService = "reviews", "reviews" },
@@ -303,6 +321,19 @@ func TestLoadInvalid(t *testing.T) {
 		{"neither subsets nor services", []string{"MESHROLL_VIRTUAL_SERVICE=reviews"},
 			[]string{"MESHROLL_STABLE_SUBSET is required", "or name both versions by their Service instead (MESHROLL_STABLE_SERVICE and MESHROLL_CANARY_SERVICE)"}},
 
+		// traffic shapes
+		{"match not YAML", with("MESHROLL_MATCH=[{headers: "), []string{"MESHROLL_MATCH: not YAML or JSON"}},
+		{"match misspelt field", with("MESHROLL_MATCH=[{heders: {region: {exact: india}}}]"), []string{"MESHROLL_MATCH: entry 1: not an Istio HTTPMatchRequest", `unknown field "heders"`}},
+		{"match without a matcher", with("MESHROLL_MATCH=[{headers: {region: {}}}]"), []string{"MESHROLL_MATCH: entry 1: headers.region needs one of exact, prefix or regex"}},
+		{"match two matchers", with(`MESHROLL_MATCH=[{uri: {exact: /a, prefix: /b}}]`), []string{"MESHROLL_MATCH: entry 1: not an Istio HTTPMatchRequest"}},
+		{"match bad regex", with(`MESHROLL_MATCH=[{headers: {cookie: {regex: "(a"}}}]`), []string{"MESHROLL_MATCH: entry 1: headers.cookie regex \"(a\" is not RE2"}},
+		{"match that matches everything", with("MESHROLL_MATCH=[{}]"), []string{"MESHROLL_MATCH: entry 1: no condition"}},
+		{"match empty list", with("MESHROLL_MATCH=[]"), []string{"MESHROLL_MATCH: the list is empty"}},
+		{"match every entry reported", with("MESHROLL_MATCH=[{uri: {prefix: /}}, {bogus: 1}, {port: x}]"), []string{"entry 2: not an Istio HTTPMatchRequest", "entry 3: not an Istio HTTPMatchRequest"}},
+		{"mirror zero", with("MESHROLL_MIRROR_PERCENT=0"), []string{"MESHROLL_MIRROR_PERCENT=0: must be a number above 0 and at most 100"}},
+		{"mirror above 100", with("MESHROLL_MIRROR_PERCENT=150"), []string{"MESHROLL_MIRROR_PERCENT=150: must be a number above 0"}},
+		{"mirror a word", with("MESHROLL_MIRROR_PERCENT=half"), []string{"MESHROLL_MIRROR_PERCENT=half: must be a number"}},
+
 		// durations and booleans
 		{"step duration without unit", with("MESHROLL_STEP_DURATION=5"), []string{"MESHROLL_STEP_DURATION=5: not a Go duration"}},
 		{"step duration negative", with("MESHROLL_STEP_DURATION=-30s"), []string{"MESHROLL_STEP_DURATION=-30s: must not be negative"}},
@@ -468,7 +499,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 38; got != want {
+	if got, want := len(known)-len(reserved), 40; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

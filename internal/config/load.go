@@ -34,6 +34,8 @@ type input struct {
 	CanarySubset     string `env:"MESHROLL_CANARY_SUBSET"`
 	StableService    string `env:"MESHROLL_STABLE_SERVICE"`
 	CanaryService    string `env:"MESHROLL_CANARY_SERVICE"`
+	Match            string `env:"MESHROLL_MATCH"`
+	MirrorPercent    string `env:"MESHROLL_MIRROR_PERCENT"`
 	Weight           string `env:"MESHROLL_WEIGHT"`
 	Steps            string `env:"MESHROLL_STEPS"`
 	StepDuration     string `env:"MESHROLL_STEP_DURATION"`

@@ -28,14 +28,19 @@ func Modes() []Mode { return slices.Clone(modes) }
 
 // Config is the validated input of one run.
 type Config struct {
-	Mode             Mode
-	Namespace        string // "" = take the kubeconfig context's namespace (resolved elsewhere)
-	VirtualService   string
-	Route            string // "" = choose automatically (elsewhere)
-	StableSubset     string
-	CanarySubset     string
-	StableService    string // host-level split: the stable version's Service ("" = by subset only)
-	CanaryService    string
+	Mode           Mode
+	Namespace      string // "" = take the kubeconfig context's namespace (resolved elsewhere)
+	VirtualService string
+	Route          string // "" = choose automatically (elsewhere)
+	StableSubset   string
+	CanarySubset   string
+	StableService  string // host-level split: the stable version's Service ("" = by subset only)
+	CanaryService  string
+	// Match holds the A/B route's conditions (MESHROLL_MATCH) as Istio HTTPMatchRequest JSON
+	// objects; empty: no A/B stage.
+	Match []map[string]any
+	// MirrorPercent is the share of requests a mirror stage shadows to the canary; 0: none.
+	MirrorPercent    float64
 	Weight           int   // phase only
 	Steps            []int // progress only
 	StepDuration     time.Duration

@@ -69,6 +69,7 @@ func (in input) validate(v *validator) Config {
 	modeKnown := in.mode(v, &cfg)
 	target(v, cfg)
 	in.steps(v, &cfg, modeKnown)
+	in.shapes(v, &cfg)
 	in.run(v, &cfg)
 	in.reporting(v, &cfg)
 	in.safety(v, &cfg)

@@ -9,11 +9,21 @@ import (
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
+// Kind says what a stage does to the traffic.
+type Kind string
+
+const (
+	KindWeight Kind = "weight" // the canary gets a share of the route's requests
+	KindAB     Kind = "ab"     // the canary gets the requests that match MESHROLL_MATCH
+	KindMirror Kind = "mirror" // the canary gets a copy of a share of the requests; its answers are dropped
+)
+
 // Stage is one entry of a run's plan: what the steered route should do, and how long it is
 // held (and judged, when metric analysis is on) before the next stage.
 type Stage struct {
 	Index   int             `json:"index"` // 1-based
 	Of      int             `json:"of"`
+	Kind    Kind            `json:"kind"`
 	Desired traffic.Desired `json:"desired"`
 	Hold    time.Duration   `json:"hold,omitempty"`
 	Judged  bool            `json:"judged,omitempty"`
@@ -21,7 +31,18 @@ type Stage struct {
 
 // Describe renders a stage for the plan's log lines: "canary 25%, held 1m0s and judged".
 func (s Stage) Describe() string {
-	d := fmt.Sprintf("canary %d%%", s.Desired.CanaryWeight)
+	var d string
+	switch s.Kind {
+	case KindMirror:
+		d = fmt.Sprintf("mirror %g%% of the requests to the canary", s.Desired.MirrorPercent)
+	case KindAB:
+		d = "A/B: requests matching MESHROLL_MATCH to the canary"
+	default:
+		d = fmt.Sprintf("canary %d%%", s.Desired.CanaryWeight)
+		if s.Desired.AB {
+			d += ", A/B route kept"
+		}
+	}
 	switch {
 	case s.Hold > 0 && s.Judged:
 		d += fmt.Sprintf(", held %s and judged", s.Hold)
@@ -36,17 +57,35 @@ func (s Stage) Describe() string {
 type Plan []Stage
 
 // NewPlan builds the stages of cfg.Mode; judged says whether metric analysis gates holds.
+// A progression goes through a mirror stage (MESHROLL_MIRROR_PERCENT; the mirror is cleared
+// after it), an A/B stage (MESHROLL_MATCH; the A/B route stays through the weighted steps
+// and goes at promotion), then the weighted steps. A phase puts the route in the shape the
+// input describes; promote and rollback clear both.
 func NewPlan(cfg config.Config, judged bool) Plan {
-	weights := stepWeights(cfg)
-	plan := make(Plan, len(weights))
-	for i, w := range weights {
-		hold := holdFor(cfg, judged, i == len(weights)-1, w)
-		plan[i] = Stage{
-			Index: i + 1, Of: len(weights),
-			Desired: traffic.Desired{CanaryWeight: w},
-			Hold:    hold,
-			Judged:  judged && hold > 0,
+	ab := len(cfg.Match) > 0
+	var plan Plan
+	if cfg.Mode == config.ModeProgress {
+		if cfg.MirrorPercent > 0 {
+			plan = append(plan, Stage{Kind: KindMirror, Desired: traffic.Desired{KeepWeights: true, MirrorPercent: cfg.MirrorPercent}, Hold: cfg.StepDuration})
 		}
+		if ab {
+			plan = append(plan, Stage{Kind: KindAB, Desired: traffic.Desired{KeepWeights: true, AB: true}, Hold: cfg.StepDuration})
+		}
+	}
+	weights := stepWeights(cfg)
+	for i, w := range weights {
+		d := traffic.Desired{CanaryWeight: w}
+		if cfg.Mode == config.ModePhase && w < 100 {
+			d.AB, d.MirrorPercent = ab, cfg.MirrorPercent
+		}
+		if cfg.Mode == config.ModeProgress && w < 100 {
+			d.AB = ab
+		}
+		plan = append(plan, Stage{Kind: KindWeight, Desired: d, Hold: holdFor(cfg, judged, i == len(weights)-1, w)})
+	}
+	for i := range plan {
+		plan[i].Index, plan[i].Of = i+1, len(plan)
+		plan[i].Judged = judged && plan[i].Hold > 0
 	}
 	return plan
 }

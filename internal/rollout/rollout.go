@@ -82,6 +82,7 @@ type Step struct {
 	Index        int                   `json:"index"` // 1-based; 0 for an automatic rollback
 	Of           int                   `json:"of"`
 	Action       Action                `json:"action"`
+	Kind         Kind                  `json:"kind,omitempty"` // what the stage did: weight, ab or mirror
 	CanaryWeight int                   `json:"canaryWeight"`
 	Before       []traffic.Destination `json:"before"`
 	After        []traffic.Destination `json:"after"`
@@ -228,6 +229,9 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 	r.logf("meshroll %s: VirtualService %s/%s, stable %s, canary %s, canary weights %s%s",
 		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableName(), cfg.CanaryName(), joinInts(stepWeights(cfg)), holdNote(cfg))
+	if cfg.DryRun || plan.shaped() {
+		r.logf("plan:\n%s", plan.Describe())
+	}
 	state, err := r.Traffic.Preflight(ctx, checks)
 	if err != nil {
 		r.fail(parent, cfg, res, err)
@@ -264,11 +268,12 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	changed := false
 	judge := &judge{threshold: cfg.Analysis.FailureThreshold}
 	for _, stage := range plan {
-		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
+		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, Kind: stage.Kind, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
 		applied, err := r.Traffic.Apply(ctx, stage.Desired)
 		if err == nil {
 			step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
+			step.CanaryWeight = applied.After.CanaryWeight()
 			res.Final, changed = applied.After.Destinations, changed || applied.Changed
 			r.logStep(step, cfg.VirtualService, applied)
 			if stage.Hold > 0 {
@@ -304,6 +309,16 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 }
 
+// shaped says whether the plan has a stage other than weights (mirror, A/B).
+func (p Plan) shaped() bool {
+	for _, s := range p {
+		if s.Kind != KindWeight || s.Desired.AB || s.Desired.MirrorPercent > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // held says whether any stage of the plan is held.
 func (p Plan) held() bool {
 	for _, s := range p {
@@ -316,10 +331,10 @@ func (p Plan) held() bool {
 
 // dryRun logs the plan and every patch it would send, and records the planned steps.
 func (r *Runner) dryRun(plan Plan, changes []traffic.Change, resourceVersion string, res *Result) {
-	r.logf("dry run: the plan, nothing will be written:\n%s", plan.Describe())
+	r.logf("dry run: nothing will be written")
 	for i, stage := range plan {
 		c := changes[i]
-		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionPlan, CanaryWeight: stage.Desired.CanaryWeight,
+		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionPlan, Kind: stage.Kind, CanaryWeight: c.After.CanaryWeight(),
 			Before: c.Before.Destinations, After: c.After.Destinations, Changed: c.Changed, Patch: c.Patch, StartedAt: r.Now()}
 		res.Steps = append(res.Steps, step)
 		r.Log.StepStarted(step)
