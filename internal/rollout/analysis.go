@@ -93,7 +93,7 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 		}
 		w, err := r.Analysis.Evaluate(ctx, r.Now())
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 		if err != nil {
 			r.logf("step %d/%d window %d: %v", step.Index, step.Of, n, err)

@@ -174,7 +174,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-timer.C:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 }
 
@@ -190,7 +190,7 @@ func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 	runCtx := ctx
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		runCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("MESHROLL_TIMEOUT=%s reached", cfg.Timeout))
 		defer cancel()
 	}
 	r.run(runCtx, ctx, cfg, &res)
@@ -205,7 +205,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	if cfg.Mode == config.ModeStatus {
 		state, err := r.Traffic.Read(ctx)
 		if err != nil {
-			r.fail(parent, cfg, res, err)
+			r.fail(ctx, parent, res, err)
 			return
 		}
 		now := state.Routing()
@@ -234,14 +234,14 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 	state, err := r.Traffic.Preflight(ctx, checks)
 	if err != nil {
-		r.fail(parent, cfg, res, err)
+		r.fail(ctx, parent, res, err)
 		return
 	}
 	now := state.Routing()
 	res.Route, res.Final = now.Route, now.Destinations
 	if res.Analysis {
 		if err := r.Analysis.Preflight(ctx); err != nil {
-			r.fail(parent, cfg, res, analysisPreflightError(err))
+			r.fail(ctx, parent, res, analysisPreflightError(err))
 			return
 		}
 	}
@@ -255,7 +255,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	changes := make([]traffic.Change, len(plan))
 	for i, stage := range plan {
 		if changes[i], err = state.Plan(stage.Desired); err != nil {
-			r.fail(parent, cfg, res, err)
+			r.fail(ctx, parent, res, err)
 			return
 		}
 		state = changes[i].Next
@@ -287,7 +287,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 				}
 			}
 			if err != nil {
-				step.Error = err.Error()
+				step.Error = explain(ctx, parent, err).Error()
 			}
 			res.Steps = append(res.Steps, step) // after the hold: with its windows
 		}
@@ -349,24 +349,55 @@ func (r *Runner) dryRun(plan Plan, changes []traffic.Change, resourceVersion str
 }
 
 // fail ends a run before anything was written.
-func (r *Runner) fail(parent context.Context, cfg config.Config, res *Result, err error) {
-	res.Err = err
+func (r *Runner) fail(ctx, parent context.Context, res *Result, err error) {
+	res.Err = explain(ctx, parent, err)
 	switch {
 	case parent.Err() != nil:
 		res.Outcome = Cancelled
+	case ctx.Err() != nil:
+		res.Outcome = Failed // MESHROLL_TIMEOUT
 	case errors.Is(err, traffic.ErrPreflight), errors.Is(err, errAnalysisInput):
 		res.Outcome = Invalid
-	case errors.Is(err, context.DeadlineExceeded):
-		res.Outcome, res.Err = Failed, fmt.Errorf("MESHROLL_TIMEOUT=%s reached: %w", cfg.Timeout, err)
 	default:
 		res.Outcome = Failed
 	}
 }
 
+// explain replaces an error that only says a context ended ("context canceled", a client's
+// "Patch ...: context deadline exceeded") with why it ended: the signal that cancelled the
+// run ("cancelled by SIGTERM"), or MESHROLL_TIMEOUT. ctx is the run's context, parent the
+// caller's; an error with its own cause is kept.
+func explain(ctx, parent context.Context, err error) error {
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var cause error
+	switch {
+	case parent.Err() != nil:
+		cause = context.Cause(parent)
+	case ctx.Err() != nil:
+		cause = context.Cause(ctx)
+	default:
+		return err // an inner deadline (a request's): the error says whose
+	}
+	if cause == context.Canceled {
+		return errCancelled
+	}
+	return cause
+}
+
+// errCancelled is a cancel without a stated cause; it still matches context.Canceled.
+var errCancelled = cancelled{}
+
+type cancelled struct{}
+
+func (cancelled) Error() string        { return "cancelled" }
+func (cancelled) Is(target error) bool { return target == context.Canceled }
+
 // abort ends a run that may have moved traffic: a progression (or a phase judged by metric
 // analysis) returns it to stable, unless the input says to leave it for this kind of ending.
 func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Result, err error) {
-	r.fail(parent, cfg, res, err)
+	r.fail(ctx, parent, res, err)
 	var failed *checkFailed
 	switch {
 	case errors.As(err, &failed):
@@ -393,14 +424,19 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 		timeout = r.CancelTimeout
 	}
 	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableName())
-	rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	rollbackCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), timeout, fmt.Errorf("the rollback did not finish within %s", timeout))
 	defer cancel()
 	step := Step{Action: ActionRollback, StartedAt: r.Now()}
 	r.Log.StepStarted(step)
 	defer func() { r.Log.StepDone(step) }()
 	applied, rbErr := r.Traffic.Apply(rollbackCtx, traffic.Desired{CanaryWeight: 0})
 	if rbErr != nil {
-		res.Outcome = Failed
+		if rollbackCtx.Err() != nil && errors.Is(rbErr, context.DeadlineExceeded) {
+			rbErr = context.Cause(rollbackCtx)
+		}
+		if res.Outcome != Cancelled { // a cancelled run exits 130 whatever happened after
+			res.Outcome = Failed
+		}
 		res.Err = fmt.Errorf("%w; and the rollback to %s failed, so the canary may still receive traffic: %w", res.Err, cfg.StableName(), rbErr)
 		r.logf("rollback failed: %v", rbErr)
 		return

@@ -184,3 +184,52 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("log lacks the rollback:\n%s", log.String())
 	}
 }
+
+// A run stopped by a signal or by MESHROLL_TIMEOUT says so, never "context canceled" or
+// "context deadline exceeded"; a cancelled run exits 130 even when its rollback fails.
+func TestReasonsSayWhatStopped(t *testing.T) {
+	t.Parallel()
+	sigterm := errors.New("cancelled by SIGTERM")
+	tests := []struct {
+		name    string
+		timeout time.Duration
+		cause   error // the signal's cause, cancelled during step 2's hold
+		failAt  map[int]error
+		want    Outcome
+		reason  string
+	}{
+		{name: "signal during a hold", cause: sigterm, want: Cancelled, reason: "cancelled by SIGTERM"},
+		{name: "cancel without a cause", cause: context.Canceled, want: Cancelled, reason: "cancelled"},
+		{name: "signal, then the rollback fails", cause: sigterm, failAt: map[int]error{3: errors.New("connection refused")}, want: Cancelled,
+			reason: "cancelled by SIGTERM; and the rollback to v1 failed, so the canary may still receive traffic: connection refused"},
+		{name: "MESHROLL_TIMEOUT", timeout: time.Nanosecond, want: Failed, reason: "MESHROLL_TIMEOUT=1ns reached"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			for k, v := range tt.failAt {
+				f.failAt[k] = v
+			}
+			ctx, cancel := context.WithCancelCause(t.Context())
+			defer cancel(nil)
+			f.onWrite = func(n int) {
+				if n == 2 && tt.cause != nil {
+					cancel(tt.cause)
+				}
+			}
+			var log bytes.Buffer
+			res := runner(f, &log).Run(ctx, cfg(config.ModeProgress, func(c *config.Config) {
+				c.Steps, c.StepDuration, c.Timeout = []int{25, 50, 100}, time.Minute, tt.timeout
+			}))
+			if res.Outcome != tt.want || res.Reason != tt.reason {
+				t.Errorf("outcome %s, reason %q; want %s, %q\n%s", res.Outcome, res.Reason, tt.want, tt.reason, log.String())
+			}
+			for _, s := range res.Steps {
+				if strings.Contains(s.Error, "context") {
+					t.Errorf("step %d error %q", s.Index, s.Error)
+				}
+			}
+		})
+	}
+}

@@ -241,7 +241,7 @@ func (c *Client) waitDeployment(ctx context.Context, checks traffic.Checks, dep 
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		return fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, ctx.Err())
+		return fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, context.Cause(ctx))
 	case !wait.Interrupted(err):
 		return err
 	case last != nil:
