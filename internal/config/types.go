@@ -131,12 +131,13 @@ func (c Config) Secrets() []string {
 }
 
 // StableName names the stable version in messages: its subset, else its Service.
-func (c Config) StableName() string { return versionName(c.StableSubset, c.StableService) }
+func (c Config) StableName() string { return VersionName(c.StableSubset, c.StableService) }
 
 // CanaryName names the canary version in messages: its subset, else its Service.
-func (c Config) CanaryName() string { return versionName(c.CanarySubset, c.CanaryService) }
+func (c Config) CanaryName() string { return VersionName(c.CanarySubset, c.CanaryService) }
 
-func versionName(subset, service string) string {
+// VersionName names a version in messages: its subset, else its Service.
+func VersionName(subset, service string) string {
 	if subset != "" {
 		return subset
 	}

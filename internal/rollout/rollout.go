@@ -118,17 +118,10 @@ type Result struct {
 }
 
 // StableName names the stable version in messages: its subset, else its Service.
-func (r Result) StableName() string { return nameOf(r.StableSubset, r.StableService) }
+func (r Result) StableName() string { return config.VersionName(r.StableSubset, r.StableService) }
 
 // CanaryName names the canary version in messages: its subset, else its Service.
-func (r Result) CanaryName() string { return nameOf(r.CanarySubset, r.CanaryService) }
-
-func nameOf(subset, service string) string {
-	if subset != "" {
-		return subset
-	}
-	return service
-}
+func (r Result) CanaryName() string { return config.VersionName(r.CanarySubset, r.CanaryService) }
 
 // Log receives a run as it happens: lines, and the bounds of each step so that a CI system
 // can fold a step's lines into a section.
