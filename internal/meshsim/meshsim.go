@@ -2,13 +2,21 @@
 // meshroll's tests, benchmark and demo, where no Envoy can run. It watches one VirtualService
 // through the API server and routes each request by the object as it is now (first matching
 // HTTP route, destination drawn by weight, subset → version), serves it from an in-process
-// backend whose error rate and latency the test sets, and exports Istio's standard request
-// metrics for a real Prometheus to scrape.
+// backend whose error rate and latency the test sets, copies it to the route's mirrors, and
+// exports Istio's standard request metrics for a real Prometheus to scrape.
+//
+// Mirroring follows Envoy's request mirror policies as istiod writes them: a share
+// (mirrorPercentage, 100% when absent) of the requests a route serves is also sent to the
+// mirror's version, asynchronously, and its answer dropped: the client only ever sees the
+// primary's. Envoy sends the copy with "-shadow" appended to its Host; the mirror's sidecar
+// reports it like any inbound request (reporter="destination", destination_workload the
+// mirror's), while the client's sidecar reports nothing about it (istio/istio#23496), so only
+// destination-reporter queries see mirrored traffic.
 //
 // What it leaves out: DestinationRules (a subset is known when Options.Versions names it),
-// destination hosts other than the VirtualService's own (only the subset counts), retries,
-// timeouts, fault injection, mirroring, redirects, delegation and the VirtualService's
-// top-level gateways.
+// destination hosts other than the VirtualService's own (only the subset counts, for mirrors
+// too), retries, timeouts, fault injection, redirects, delegation, JWT claims and the
+// VirtualService's top-level gateways.
 package meshsim
 
 import (
@@ -94,13 +102,22 @@ type Mesh struct {
 	served   sync.WaitGroup
 	close    sync.Once
 	closeErr error
+
+	// Mirrored copies in flight: they outlive the request they copy, so Close cancels them
+	// (shadowCtx) and waits. shadowMu orders every Add before Close's Wait.
+	shadowCtx   context.Context
+	stopShadows context.CancelFunc
+	shadowMu    sync.Mutex
+	shadowsShut bool
+	shadows     sync.WaitGroup
 }
 
 // backend is one version's in-process application.
 type backend struct {
 	version   Version
 	behaviour atomic.Pointer[behaviour]
-	requests  atomic.Int64
+	requests  atomic.Int64 // answered, mirrored copies included
+	mirrored  atomic.Int64 // mirrored copies sent to it
 }
 
 type behaviour struct {
@@ -122,6 +139,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		metrics:  newMetrics(),
 		stop:     make(chan struct{}),
 	}
+	m.shadowCtx, m.stopShadows = context.WithCancel(context.Background())
 	for _, v := range o.Versions {
 		b := &backend{version: v}
 		b.behaviour.Store(&behaviour{})
@@ -206,6 +224,11 @@ func (m *Mesh) Close() error {
 				errs = append(errs, srv.Close())
 			}
 		}
+		m.shadowMu.Lock()
+		m.shadowsShut = true
+		m.shadowMu.Unlock()
+		m.stopShadows()
+		m.shadows.Wait()
 		close(m.stop)
 		if m.factory != nil {
 			m.factory.Shutdown()
@@ -233,10 +256,20 @@ func (m *Mesh) SetBehaviour(subset string, errorRate float64, latency time.Durat
 	b.behaviour.Store(&behaviour{errorRate: min(max(errorRate, 0), 1), latency: max(latency, 0)})
 }
 
-// Requests is how many requests the version's backend has answered (successes and errors).
+// Requests is how many requests the version's backend has answered (successes and errors),
+// mirrored copies included.
 func (m *Mesh) Requests(subset string) int64 {
 	if b, ok := m.versions[subset]; ok {
 		return b.requests.Load()
+	}
+	return 0
+}
+
+// Mirrored is how many mirrored copies of requests have been sent to the version's backend,
+// whether or not it has answered them yet.
+func (m *Mesh) Mirrored(subset string) int64 {
+	if b, ok := m.versions[subset]; ok {
+		return b.mirrored.Load()
 	}
 	return 0
 }
@@ -256,6 +289,23 @@ func (m *Mesh) Weights() map[string]int {
 	return map[string]int{}
 }
 
+// Mirrors are the mirrors the data plane applies right now to a request that matches no header
+// rule (as Weights): the percentage of such requests copied, per subset ("" for a mirror
+// without subset; summed over several mirrors of one subset). Empty when that route has no
+// mirror or no route would take the request.
+func (m *Mesh) Mirrors() map[string]float64 {
+	t := m.table.Load()
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.Host = t.service.name
+	out := map[string]float64{}
+	if rt := t.selectRoute(r); rt != nil {
+		for _, mr := range rt.mirrors {
+			out[mr.subset] += mr.percent
+		}
+	}
+	return out
+}
+
 func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 	t := m.table.Load()
 	src := sample{reporter: reporterSource, namespace: m.opts.Namespace, service: t.service}
@@ -264,11 +314,7 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 	rt := t.selectRoute(r)
 	if rt != nil {
 		if d, ok := rt.pick(); ok {
-			if d.subset == "" {
-				b = m.ordered[rand.IntN(len(m.ordered))]
-			} else {
-				b = m.versions[d.subset]
-			}
+			b = m.backendFor(d.subset)
 		}
 	}
 	if b == nil {
@@ -284,6 +330,8 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Envoy sends the copies as it forwards the request, only when the primary cluster exists.
+	m.mirror(t, rt)
 	dst := src
 	dst.reporter, dst.version = reporterDestination, &b.version
 	dst.code, dst.flags, dst.elapsed = b.serve(r.Context())
@@ -296,6 +344,49 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(SubsetHeader, b.version.Subset)
 	w.WriteHeader(dst.code)
 	_, _ = io.WriteString(w, b.version.Workload+"\n")
+}
+
+// backendFor is the backend of a destination's subset: any version for none, nil for a subset
+// no version has (a cluster Istio would not have).
+func (m *Mesh) backendFor(subset string) *backend {
+	if subset == "" {
+		return m.ordered[rand.IntN(len(m.ordered))]
+	}
+	return m.versions[subset]
+}
+
+// mirror sends a copy of a request the route serves to each of its mirrors, at the mirror's
+// percentage, without waiting for it; the answer is dropped. Only the mirror's sidecar reports
+// the copy (reporter destination, the mirror's workload); the client's reports nothing.
+func (m *Mesh) mirror(t *routeTable, rt *route) {
+	for _, mr := range rt.mirrors {
+		if !mr.copied() {
+			continue
+		}
+		b := m.backendFor(mr.subset)
+		if b == nil {
+			continue // no such cluster: the copy goes nowhere and nobody reports it
+		}
+		m.goShadow(func(ctx context.Context) {
+			dst := sample{reporter: reporterDestination, namespace: m.opts.Namespace, service: t.service, version: &b.version}
+			dst.code, dst.flags, dst.elapsed = b.serve(ctx)
+			if dst.code != 0 { // 0: cut by Close, not something a proxy would see
+				m.metrics.record(dst)
+			}
+		}, &b.mirrored)
+	}
+}
+
+// goShadow runs a mirrored copy in the background until it is answered or the mesh closes,
+// and counts it in sent; once Close has begun, copies are no longer sent.
+func (m *Mesh) goShadow(send func(context.Context), sent *atomic.Int64) {
+	m.shadowMu.Lock()
+	defer m.shadowMu.Unlock()
+	if m.shadowsShut {
+		return
+	}
+	sent.Add(1)
+	m.shadows.Go(func() { send(m.shadowCtx) })
 }
 
 // serve plays the application: wait the latency, then answer 200 or, at the error rate, 503.

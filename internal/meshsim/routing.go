@@ -28,6 +28,14 @@ type route struct {
 	matches []matchRequest // empty: every request
 	dests   []destination  // empty: no route (NR)
 	total   int            // sum of weights
+	mirrors []mirror       // where copies of the route's requests also go
+}
+
+// mirror is one of a route's mirror policies: mirror with mirrorPercentage (or the deprecated
+// mirrorPercent), or an entry of mirrors.
+type mirror struct {
+	subset  string  // empty: any version
+	percent float64 // share of the route's requests copied, in (0, 100]
 }
 
 type destination struct {
@@ -143,8 +151,17 @@ func compileMatch(m *apinetworking.HTTPMatchRequest) matchRequest {
 	for _, g := range m.GetGateways() {
 		onlyMesh = onlyMesh && g == "mesh"
 	}
+	// "@request.auth.claims.<claim>" matches a claim of a JWT that a RequestAuthentication at
+	// a gateway validated, not a header: no such request reaches this data plane.
+	claims := false
+	for name := range m.GetHeaders() {
+		claims = claims || strings.HasPrefix(name, "@request.auth.claims")
+	}
+	for name := range m.GetWithoutHeaders() {
+		claims = claims || strings.HasPrefix(name, "@request.auth.claims")
+	}
 	c.unmatchable = len(errs) > 0 || len(m.GetSourceLabels()) > 0 || m.GetSourceNamespace() != "" ||
-		m.GetPort() != 0 || !onlyMesh
+		m.GetPort() != 0 || !onlyMesh || claims
 	return c
 }
 
@@ -220,9 +237,46 @@ func compile(vs *networkingv1.VirtualService, namespace, fallbackHost string) *r
 			r.dests = append(r.dests, destination{subset: d.GetDestination().GetSubset(), weight: w})
 			r.total += w
 		}
+		r.mirrors = compileMirrors(h)
 		t.routes = append(t.routes, r)
 	}
 	return t
+}
+
+// compileMirrors reads a route's mirror policies as istiod translates them for Envoy: mirror
+// at mirrorPercentage, else at the deprecated mirrorPercent, else at 100%; then every entry
+// of mirrors at its percentage, else 100%. An explicit 0 mirrors nothing; above 100 (which
+// istiod's validation rejects) counts as 100.
+func compileMirrors(h *apinetworking.HTTPRoute) []mirror {
+	var out []mirror
+	add := func(d *apinetworking.Destination, percent float64) {
+		if d != nil && percent > 0 {
+			out = append(out, mirror{subset: d.GetSubset(), percent: min(percent, 100)})
+		}
+	}
+	if d := h.GetMirror(); d != nil {
+		switch {
+		case h.GetMirrorPercentage() != nil:
+			add(d, h.GetMirrorPercentage().GetValue())
+		case h.GetMirrorPercent() != nil: // deprecated, still honoured by istiod
+			add(d, float64(h.GetMirrorPercent().GetValue()))
+		default:
+			add(d, 100)
+		}
+	}
+	for _, p := range h.GetMirrors() {
+		percent := 100.0
+		if p.GetPercentage() != nil {
+			percent = p.GetPercentage().GetValue()
+		}
+		add(p.GetDestination(), percent)
+	}
+	return out
+}
+
+// copied draws whether one request is copied to the mirror: percent of them are.
+func (mr mirror) copied() bool {
+	return mr.percent >= 100 || rand.Float64()*100 < mr.percent
 }
 
 // serviceOf resolves a VirtualService host the way Istio does for Kubernetes services: a

@@ -1,10 +1,12 @@
 package meshsim
 
 import (
+	"math"
 	"net/http"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,8 +54,17 @@ func TestSelectRoute(t *testing.T) {
 		{Name: "unmatchable", Match: []*apinetworking.HTTPMatchRequest{
 			{SourceLabels: map[string]string{"app": "productpage"}},
 			{Headers: map[string]*apinetworking.StringMatch{"x-broken": regex(`(`)}},
+			{Headers: map[string]*apinetworking.StringMatch{"@request.auth.claims.group": exact("beta")}},
 		}, Route: []*apinetworking.HTTPRouteDestination{to("never", 0)}},
+		// meshroll's A/B route: the user's conditions ANDed with the steered route's match.
+		{Name: "meshroll-ab-v2", Match: []*apinetworking.HTTPMatchRequest{
+			{Uri: prefix("/reviews"), Headers: map[string]*apinetworking.StringMatch{"end-user": exact("jason")}},
+			{Uri: prefix("/reviews"), Headers: map[string]*apinetworking.StringMatch{"cookie": regex(`.*\bgroup=beta\b.*`)}},
+		}, Route: []*apinetworking.HTTPRouteDestination{to("v2", 0)}},
+		{Name: "reviews", Match: []*apinetworking.HTTPMatchRequest{{Uri: prefix("/reviews")}},
+			Route: []*apinetworking.HTTPRouteDestination{to("v1", 0)}},
 		{Name: "default", Route: []*apinetworking.HTTPRouteDestination{to("v1", 90), to("v2", 10)}},
+		{Name: "after the catch-all", Route: []*apinetworking.HTTPRouteDestination{to("never", 0)}},
 	}
 	table := compile(vs, "shop", "reviews")
 
@@ -79,6 +90,12 @@ func TestSelectRoute(t *testing.T) {
 		{name: "uri regex needs a full match", target: "/static/site.css.map", want: "default"},
 		{name: "query parameter", target: "/x?canary=yes", want: "static"},
 		{name: "first route wins", target: "/api/x", header: http.Header{"End-User": {"tester"}}, want: "tester"},
+		{name: "a header named like a JWT claim is no claim", target: "/", header: http.Header{"@request.auth.claims.group": {"beta"}}, want: "default"},
+		{name: "A/B route: both conditions", target: "/reviews/1", header: http.Header{"End-User": {"jason"}}, want: "meshroll-ab-v2"},
+		{name: "A/B route: the other entry", target: "/reviews/1", header: http.Header{"Cookie": {"session=1; group=beta"}}, want: "meshroll-ab-v2"},
+		{name: "A/B route: the route's own condition unmet", target: "/ratings", header: http.Header{"End-User": {"jason"}}, want: "default"},
+		{name: "A/B route: the user's condition unmet", target: "/reviews/1", header: http.Header{"End-User": {"json"}}, want: "reviews"},
+		{name: "A/B route: a regex on a cookie needs a full match", target: "/reviews/1", header: http.Header{"Cookie": {"group=betamax"}}, want: "reviews"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -177,6 +194,64 @@ func BenchmarkRoute(b *testing.B) {
 	for b.Loop() {
 		if _, ok := table.selectRoute(r).pick(); !ok {
 			b.Fatal("no destination")
+		}
+	}
+}
+
+func TestCompileMirrors(t *testing.T) {
+	t.Parallel()
+	dest := func(subset string) *apinetworking.Destination {
+		return &apinetworking.Destination{Host: "reviews", Subset: subset}
+	}
+	percent := func(v float64) *apinetworking.Percent { return &apinetworking.Percent{Value: v} }
+	for _, tc := range []struct {
+		name  string
+		route *apinetworking.HTTPRoute
+		want  []mirror
+	}{
+		{name: "none", route: &apinetworking.HTTPRoute{}},
+		{name: "mirror without a percentage takes every request", route: &apinetworking.HTTPRoute{Mirror: dest("v2")}, want: []mirror{{subset: "v2", percent: 100}}},
+		{name: "mirrorPercentage", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercentage: percent(0.5)}, want: []mirror{{subset: "v2", percent: 0.5}}},
+		{name: "an explicit 0 mirrors nothing", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercentage: percent(0)}},
+		{name: "the deprecated mirrorPercent", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercent: &wrapperspb.UInt32Value{Value: 30}}, want: []mirror{{subset: "v2", percent: 30}}},
+		{name: "mirrorPercent 0", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercent: &wrapperspb.UInt32Value{}}},
+		{name: "mirrorPercentage wins over mirrorPercent", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercentage: percent(5), MirrorPercent: &wrapperspb.UInt32Value{Value: 30}}, want: []mirror{{subset: "v2", percent: 5}}},
+		{name: "above 100 counts as 100", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercentage: percent(150)}, want: []mirror{{subset: "v2", percent: 100}}},
+		{name: "a percentage without mirror", route: &apinetworking.HTTPRoute{MirrorPercentage: percent(50)}},
+		{name: "mirror without subset", route: &apinetworking.HTTPRoute{Mirror: dest("")}, want: []mirror{{subset: "", percent: 100}}},
+		{name: "mirrors", route: &apinetworking.HTTPRoute{Mirrors: []*apinetworking.HTTPMirrorPolicy{
+			{Destination: dest("v2")},
+			{Destination: dest("v3"), Percentage: percent(20)},
+			{Destination: dest("v4"), Percentage: percent(0)},
+			{Percentage: percent(20)},
+		}}, want: []mirror{{subset: "v2", percent: 100}, {subset: "v3", percent: 20}}},
+		{name: "mirror and mirrors", route: &apinetworking.HTTPRoute{Mirror: dest("v2"), MirrorPercentage: percent(10), Mirrors: []*apinetworking.HTTPMirrorPolicy{{Destination: dest("v3")}}},
+			want: []mirror{{subset: "v2", percent: 10}, {subset: "v3", percent: 100}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tc.want, compileMirrors(tc.route), cmp.AllowUnexported(mirror{})); diff != "" {
+				t.Errorf("mirrors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestMirrorCopied checks the draw of a mirror: within 5 standard deviations (binomial) of
+// its percentage, and every request at 100.
+func TestMirrorCopied(t *testing.T) {
+	t.Parallel()
+	for _, percent := range []float64{0.5, 25, 100} {
+		const n = 20000
+		copied := 0
+		for range n {
+			if (mirror{subset: "v2", percent: percent}).copied() {
+				copied++
+			}
+		}
+		p := percent / 100
+		if tolerance := 5 * math.Sqrt(n*p*(1-p)); math.Abs(float64(copied)-n*p) > tolerance {
+			t.Errorf("mirror at %g%% copied %d of %d requests, want %.0f ± %.0f", percent, copied, n, n*p, tolerance)
 		}
 	}
 }
