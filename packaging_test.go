@@ -1,8 +1,8 @@
 package main
 
-// Packaging tests: the GitHub Action, the Dockerfile, the CI examples and the README's inputs
-// table against the code. No network and no Docker engine: the Dockerfile's go build line is
-// run as it stands and its binary inspected instead.
+// Packaging tests: the GitHub Action, the Dockerfile and the CI examples against the code
+// (docs_test.go holds the documentation to them). No network and no Docker engine: the
+// Dockerfile's go build line is run as it stands and its binary inspected instead.
 
 import (
 	"bufio"
@@ -266,88 +266,6 @@ func TestActionMetadata(t *testing.T) {
 	}
 	if a.Runs.Using != "docker" || a.Runs.Image != "Dockerfile" {
 		t.Errorf("runs: using %q, image %q; want docker, Dockerfile", a.Runs.Using, a.Runs.Image)
-	}
-}
-
-// readmeInputs returns the rows of the table in README.md's "## Inputs" section as
-// variable → action input cell.
-func readmeInputs(t *testing.T) map[string]string {
-	t.Helper()
-	raw, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(raw), "\n## Inputs\n")
-	if !ok {
-		t.Fatal(`README.md has no "## Inputs" section`)
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
-	cells := func(line string) []string {
-		parts := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
-		for i, p := range parts {
-			parts[i] = strings.Trim(strings.TrimSpace(p), "`")
-		}
-		return parts
-	}
-	rows := map[string]string{}
-	column := -1
-	for line := range strings.Lines(section) {
-		if !strings.HasPrefix(line, "|") {
-			if column >= 0 {
-				break // end of the table
-			}
-			continue
-		}
-		c := cells(line)
-		if column < 0 {
-			column = slices.Index(c, "action input")
-			if c[0] != "variable" || column < 0 {
-				t.Fatalf("README.md Inputs table header %v: want a first column \"variable\" and a column \"action input\"", c)
-			}
-			continue
-		}
-		if strings.Trim(c[0], "-") == "" {
-			continue // the |---| line
-		}
-		if len(c) <= column {
-			t.Fatalf("README.md Inputs table row %q has no action input cell", line)
-		}
-		if _, dup := rows[c[0]]; dup {
-			t.Errorf("README.md Inputs table lists %s twice", c[0])
-		}
-		rows[c[0]] = c[column]
-	}
-	return rows
-}
-
-func TestReadmeInputsTable(t *testing.T) {
-	t.Parallel()
-	rows := readmeInputs(t)
-	a := readAction(t)
-
-	want := append(config.Variables(), "KUBECONFIG")
-	slices.Sort(want)
-	var got []string
-	for v := range rows {
-		got = append(got, v)
-	}
-	slices.Sort(got)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("README.md Inputs table variables (-config.Variables()+KUBECONFIG +README):\n%s", diff)
-	}
-	for variable, cell := range rows {
-		if variable == "KUBECONFIG" {
-			if cell != "—" {
-				t.Errorf("README.md: KUBECONFIG has no action input, its cell should be —, got %q", cell)
-			}
-			continue
-		}
-		if cell != inputName(variable) {
-			t.Errorf("README.md: %s's action input is %q, want %q", variable, cell, inputName(variable))
-		}
-		if a.Runs.Env[variable] != inputRef(cell) {
-			t.Errorf("README.md: %s's action input %q is not what action.yml maps to it (%q)", variable, cell, a.Runs.Env[variable])
-		}
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 const modeVersion = "version"
 
 // usage is what `meshroll --help` prints. Inputs are environment variables, so the command
-// line only names the mode; README.md is the reference of every variable.
+// line only names the mode; docs/inputs.md (linked from README.md) is the reference of every
+// variable.
 const usage = `meshroll performs a canary release on Istio: it moves traffic between the stable and
 the canary version of a service by changing the weights of one HTTP route of a
 VirtualService, judges each step on Prometheus metrics, and returns all traffic to the
@@ -26,8 +27,9 @@ Usage:
   meshroll help | -h | --help
 
 Every input is a MESHROLL_* environment variable (MESHROLL_VIRTUAL_SERVICE,
-MESHROLL_STABLE_SUBSET, MESHROLL_CANARY_SUBSET, ...). The full reference is the Inputs
-table of README.md: https://github.com/meshroll/meshroll#inputs
+MESHROLL_STABLE_SUBSET, MESHROLL_CANARY_SUBSET, ...). The full reference is
+docs/inputs.md, linked from README.md:
+https://github.com/meshroll/meshroll/blob/HEAD/docs/inputs.md
 
 Modes (the argument, or MESHROLL_MODE; if both are given they must agree):
   phase      one step to the canary weight MESHROLL_WEIGHT
