@@ -230,7 +230,7 @@ func SplitWeights(ds []Destination, canaryWeight int, where string) ([]Destinati
 	}
 	if err := CheckWeights(out); err != nil {
 		// Unreachable by construction; kept as the last guard before anything is written.
-		return nil, fmt.Errorf("internal error: planned weights of %s are invalid: %w", where, err)
+		return nil, fmt.Errorf("internal error: planned weights of %s are invalid: %v", where, err)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package istio
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -91,7 +92,7 @@ func (c *Client) readObject(ctx context.Context) (*State, object, error) {
 	if err != nil {
 		return nil, object{}, fmt.Errorf("failed to decode VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
 	}
-	s, err := NewState(o.Metadata.Namespace, o.Metadata.Name, o.Metadata.ResourceVersion, o.Spec, t)
+	s, err := newState(o.Metadata, o.Spec, t)
 	return s, o, err
 }
 
@@ -108,7 +109,7 @@ func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied,
 		var err error
 		out, err = c.applyOnce(ctx, d)
 		out.Conflicts = attempts - 1
-		if err == errConflict {
+		if errors.Is(err, errConflict) {
 			return false, nil
 		}
 		return true, err
@@ -123,7 +124,7 @@ func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied,
 }
 
 // errConflict says another writer changed the object between our read and our write.
-var errConflict = fmt.Errorf("conflicting write")
+var errConflict = errors.New("conflicting write")
 
 func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
 	state, uid, err := c.read(ctx)
@@ -161,13 +162,13 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Appl
 	if err != nil {
 		return traffic.Applied{}, fmt.Errorf("failed to decode VirtualService %s/%s after the write: %w", before.Namespace, before.Name, err)
 	}
-	written, err := NewState(o.Metadata.Namespace, o.Metadata.Name, o.Metadata.ResourceVersion, o.Spec, c.target)
+	written, err := newState(o.Metadata, o.Spec, c.target)
 	if err != nil {
 		return traffic.Applied{}, fmt.Errorf("failed to read back VirtualService %s/%s after the write: %w", before.Namespace, before.Name, err)
 	}
 	after := written.Routing()
-	if got, want := traffic.DescribeWeights(after.Destinations), traffic.DescribeWeights(change.After.Destinations); got != want {
-		return traffic.Applied{}, fmt.Errorf("VirtualService %s/%s has weights %s after the write, want %s", before.Namespace, before.Name, got, want)
+	if got, want := summary(after), summary(change.After); got != want {
+		return traffic.Applied{}, fmt.Errorf("VirtualService %s/%s holds %s after the write, want %s", before.Namespace, before.Name, got, want)
 	}
 	out.ResourceVersion = after.ResourceVersion
 	out.Change.After, out.Change.Next = after, written
@@ -175,6 +176,12 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Appl
 		out.Warnings = append(out.Warnings, err.Error())
 	}
 	return out, nil
+}
+
+// summary is what a write must leave on the route, for the read-back: weights, meshroll's
+// A/B route and mirror.
+func summary(r traffic.Routing) string {
+	return fmt.Sprintf("weights %s, A/B route %q, mirror %g%%", traffic.DescribeWeights(r.Destinations), r.ABRoute, r.MirrorPercent)
 }
 
 // changedSince says whether the VirtualService's resourceVersion is no longer rv.

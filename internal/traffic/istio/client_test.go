@@ -249,7 +249,7 @@ func TestConcurrentWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, err := newState(ns, "reviews", vs.ResourceVersion, vs.Spec.DeepCopy(), c.target)
+	state, err := stateOf(ns, "reviews", vs.ResourceVersion, vs.Spec.DeepCopy(), c.target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,7 @@ var corpusGolden = map[string][2]string{
 
 // The refusals, each checked to be right and to say what to fix.
 const (
-	noHTTPRoute      = "refused: has no HTTP route with a destination of"
+	noHTTPRoute      = "refused: has no HTTP route (it routes only TCP or TLS traffic, which meshroll does not steer)"
 	noRouteNamed     = `refused: MESHROLL_ROUTE="http[0]": VirtualService`
 	canaryUndefined  = `refused: defines subset "canary" (defined:`
 	stableUndefined  = "refused: (defined: none): add it to the DestinationRule or fix MESHROLL_STABLE_SUBSET"

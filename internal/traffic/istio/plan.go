@@ -6,6 +6,7 @@ import (
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	networking "istio.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshroll/meshroll/internal/traffic"
 )
@@ -42,10 +43,10 @@ func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
 	next, err := s.apply(ops)
 	if err != nil {
 		// Unreachable by construction; kept as the last guard before anything is written.
-		return traffic.Change{}, fmt.Errorf("internal error: the planned change of %s does not apply: %w", s.where(), err)
+		return traffic.Change{}, fmt.Errorf("internal error: the planned change of %s does not apply: %v", s.where(), err) // %v: never a preflight error
 	}
 	if err := traffic.CheckWeights(next.routing.Destinations); err != nil {
-		return traffic.Change{}, fmt.Errorf("internal error: planned %s is invalid: %w", s.where(), err)
+		return traffic.Change{}, fmt.Errorf("internal error: planned %s is invalid: %v", s.where(), err)
 	}
 	return traffic.Change{
 		Before:  s.Routing(),
@@ -56,7 +57,7 @@ func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
 	}, nil
 }
 
-// apply is the state after ops, applied to the spec as read.
+// apply is the state after ops, applied to the object as read (its annotations and spec).
 func (s *State) apply(ops []traffic.PatchOp) (*State, error) {
 	if len(ops) == 0 {
 		return s, nil
@@ -69,16 +70,27 @@ func (s *State) apply(ops []traffic.PatchOp) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := patch.Apply([]byte(`{"spec":` + string(s.raw) + `}`))
+	before, err := s.document()
 	if err != nil {
 		return nil, err
 	}
-	var obj struct{ Spec json.RawMessage }
-	if err := json.Unmarshal(doc, &obj); err != nil {
+	doc, err := patch.Apply(before)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeObject(doc)
+	if err != nil {
 		return nil, err
 	}
 	r := s.routing
-	return NewState(r.Namespace, r.Name, r.ResourceVersion, obj.Spec, s.target)
+	after.Metadata.Namespace, after.Metadata.Name, after.Metadata.ResourceVersion = r.Namespace, r.Name, r.ResourceVersion
+	return newState(after.Metadata, after.Spec, s.target)
+}
+
+// document is the part of the object as read that a change may patch: its annotations and
+// its spec.
+func (s *State) document() ([]byte, error) {
+	return json.Marshal(map[string]any{"metadata": metav1.ObjectMeta{Annotations: s.annotations}, "spec": json.RawMessage(s.raw)})
 }
 
 func (s *State) routePath() string { return fmt.Sprintf("/spec/http/%d", s.routeIndex) }

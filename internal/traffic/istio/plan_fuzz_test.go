@@ -25,7 +25,7 @@ func FuzzPlan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, shape []byte, weight int, withMatch bool) {
 		spec := fuzzSpec(shape, withMatch)
 		tgt := Target{Namespace: "ns", VirtualService: "vs", StableSubset: "v1", CanarySubset: "v2"}
-		state, err := newState("ns", "vs", "1", spec, tgt)
+		state, err := stateOf("ns", "vs", "1", spec, tgt)
 		if err != nil {
 			if !errors.Is(err, traffic.ErrPreflight) {
 				t.Fatalf("NewState: non-preflight error %v", err)
@@ -106,7 +106,7 @@ func FuzzStages(f *testing.F) {
 		spec.Http[len(spec.Http)-1].Timeout = durationpb.New(3e9) // a policy the A/B route copies
 		tgt := Target{Namespace: "ns", VirtualService: "vs", StableSubset: "v1", CanarySubset: "v2",
 			Match: []map[string]any{{"headers": map[string]any{"region": map[string]any{"exact": "india"}}}}}
-		state, err := newState("ns", "vs", "1", spec, tgt)
+		state, err := stateOf("ns", "vs", "1", spec, tgt)
 		if err != nil {
 			return
 		}
@@ -130,7 +130,11 @@ func FuzzStages(f *testing.F) {
 				}
 				return
 			}
-			checkPatch(t, state.raw, change)
+			doc, err := state.document()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPatchDocument(t, doc, change)
 			next := change.Next.(*State)
 			if err := traffic.CheckWeights(next.routing.Destinations); err != nil {
 				t.Fatalf("after %+v: %v", d, err)

@@ -86,7 +86,7 @@ func TestPlan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			vs := loadFixture(t, tt.fixture)
-			state, err := newState(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), tt.target)
+			state, err := stateOf(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), tt.target)
 			var change traffic.Change
 			if err == nil {
 				change, err = state.Plan(traffic.Desired{CanaryWeight: tt.weight})
@@ -125,7 +125,12 @@ func TestPlan(t *testing.T) {
 // patch is the change, all of the change and nothing but the change.
 func checkPatch(t testing.TB, original []byte, change traffic.Change) {
 	t.Helper()
-	doc := []byte(`{"spec":` + string(original) + `}`)
+	checkPatchDocument(t, []byte(`{"metadata":{},"spec":`+string(original)+`}`), change)
+}
+
+// checkPatchDocument is checkPatch on a document with metadata (see State.document).
+func checkPatchDocument(t testing.TB, doc []byte, change traffic.Change) {
+	t.Helper()
 	ops, err := json.Marshal(change.Patch)
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +257,7 @@ func TestServiceKey(t *testing.T) {
 func TestPatchPinsWhatItReliesOn(t *testing.T) {
 	t.Parallel()
 	vs := loadFixture(t, "three-subsets.yaml")
-	state, err := newState(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), target("v1", "v2", ""))
+	state, err := stateOf(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), target("v1", "v2", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +291,8 @@ func TestPatchPinsWhatItReliesOn(t *testing.T) {
 	}
 }
 
-// newState is NewState for a typed spec.
-func newState(namespace, name, resourceVersion string, spec *networking.VirtualService, target Target) (*State, error) {
+// stateOf is NewState for a typed spec.
+func stateOf(namespace, name, resourceVersion string, spec *networking.VirtualService, target Target) (*State, error) {
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,30 @@ func mirrorPercent(r *networking.HTTPRoute) float64 {
 	return 100
 }
 
+// mirrorAnnotation marks the mirror meshroll set: its value is the name of the route that
+// carries it. A mirror to the canary without it is the user's, and is never removed.
+const mirrorAnnotation = "meshroll.dev/mirror"
+
+// ownsMirror says whether the steered route's mirror is meshroll's: marked by the annotation,
+// and still pointing at the canary.
+func (s *State) ownsMirror() bool {
+	m := s.spec.Http[s.routeIndex].Mirror
+	return m != nil && s.annotations[mirrorAnnotation] == s.routing.Route &&
+		s.target.side(traffic.RoleCanary).matches(m, s.target.Namespace)
+}
+
+// markMirror sets (or, with clear, removes) the annotation that marks meshroll's mirror.
+func (s *State) markMirror(clear bool) []traffic.PatchOp {
+	const path = "/metadata/annotations/meshroll.dev~1mirror"
+	switch {
+	case clear:
+		return []traffic.PatchOp{{Op: "test", Path: path, Value: s.routing.Route}, {Op: "remove", Path: path}}
+	case len(s.annotations) == 0: // an empty map is not in the object either
+		return []traffic.PatchOp{{Op: "add", Path: "/metadata/annotations", Value: map[string]any{mirrorAnnotation: s.routing.Route}}}
+	}
+	return []traffic.PatchOp{{Op: "add", Path: path, Value: s.routing.Route}}
+}
+
 // planMirror sets meshroll's mirror (the canary destination) on the steered route at percent,
 // or removes it when percent is 0. A mirror the user set elsewhere is never touched: setting
 // one then is refused.
@@ -43,7 +67,7 @@ func (s *State) planMirror(percent float64) ([]traffic.PatchOp, error) {
 		if route.MirrorPercent != nil {
 			ops = append(ops, traffic.PatchOp{Op: "remove", Path: base + "/mirrorPercent"})
 		}
-		return ops, nil
+		return append(ops, s.markMirror(true)...), nil
 	}
 	switch {
 	case len(route.Mirrors) > 0:
@@ -60,10 +84,14 @@ func (s *State) planMirror(percent float64) ([]traffic.PatchOp, error) {
 	if route.MirrorPercent != nil {
 		ops = append(ops, traffic.PatchOp{Op: "remove", Path: base + "/mirrorPercent"}) // mirrorPercentage takes over
 	}
-	return append(ops,
+	ops = append(ops,
 		traffic.PatchOp{Op: "add", Path: base + "/mirror", Value: destinationJSON(s.canaryDestination())},
 		traffic.PatchOp{Op: "add", Path: base + "/mirrorPercentage", Value: map[string]any{"value": percent}},
-	), nil
+	)
+	if !ours {
+		ops = append(ops, s.markMirror(false)...)
+	}
+	return ops, nil
 }
 
 func destinationLabel(d *networking.Destination) string {

@@ -47,6 +47,10 @@ func TestShapes(t *testing.T) {
 			stages: []traffic.Desired{{KeepWeights: true, MirrorPercent: 100}, {KeepWeights: true, AB: true}, {CanaryWeight: 10, AB: true}, {CanaryWeight: 0}}},
 		{name: "a mirror the user set elsewhere", fixture: "mirrored-elsewhere.yaml", target: target("v1", "v2", ""),
 			stages: []traffic.Desired{{KeepWeights: true, MirrorPercent: 10}}, wantErr: traffic.ErrForeignMirror},
+		{name: "the user's own mirror to the canary survives weights and rollback", fixture: "mirrored-to-canary.yaml", target: target("v1", "v2", ""),
+			stages: []traffic.Desired{{CanaryWeight: 30}, {CanaryWeight: 0}}},
+		{name: "the user's own mirror to the canary is not meshroll's to set", fixture: "mirrored-to-canary.yaml", target: target("v1", "v2", ""),
+			stages: []traffic.Desired{{KeepWeights: true, MirrorPercent: 10}}, wantErr: traffic.ErrForeignMirror},
 		{name: "a mirror the user set elsewhere survives weights", fixture: "mirrored-elsewhere.yaml", target: target("v1", "v2", ""),
 			stages: []traffic.Desired{{CanaryWeight: 10}, {CanaryWeight: 0}}},
 	}
@@ -54,7 +58,7 @@ func TestShapes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			vs := loadFixture(t, tt.fixture)
-			state, err := newState(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), tt.target)
+			state, err := stateOf(vs.Namespace, vs.Name, "1", vs.Spec.DeepCopy(), tt.target)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +74,11 @@ func TestShapes(t *testing.T) {
 				if err != nil {
 					t.Fatalf("stage %d: %v", i+1, err)
 				}
-				checkPatch(t, state.raw, change)
+				doc, err := state.document()
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkPatchDocument(t, doc, change)
 				next := change.Next.(*State)
 				if (next.abIndex >= 0) != d.AB {
 					t.Errorf("stage %d: A/B route in place %v, want %v", i+1, next.abIndex >= 0, d.AB)

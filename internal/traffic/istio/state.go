@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshroll/meshroll/internal/traffic"
 )
@@ -114,6 +115,8 @@ type State struct {
 	target     Target
 	spec       *networking.VirtualService // decoded, for planning
 	raw        []byte                     // the spec as read: planned patches apply to it
+	// annotations of the object as read: mirrorAnnotation marks meshroll's mirror.
+	annotations map[string]string
 }
 
 var _ traffic.State = (*State)(nil)
@@ -122,6 +125,13 @@ var _ traffic.State = (*State)(nil)
 // works on that JSON, so that fields this build of the Istio API does not know survive a
 // copied route as well as a patch.
 func NewState(namespace, name, resourceVersion string, spec []byte, target Target) (*State, error) {
+	return newState(metav1.ObjectMeta{Namespace: namespace, Name: name, ResourceVersion: resourceVersion}, spec, target)
+}
+
+// newState is NewState with the object's metadata: its annotations say which mirror is
+// meshroll's.
+func newState(meta metav1.ObjectMeta, spec []byte, target Target) (*State, error) {
+	namespace, name, resourceVersion := meta.Namespace, meta.Name, meta.ResourceVersion
 	var vs networking.VirtualService
 	if err := json.Unmarshal(spec, &vs); err != nil {
 		return nil, fmt.Errorf("failed to decode the spec of %s %s/%s: %w", Kind, namespace, name, err)
@@ -133,15 +143,16 @@ func NewState(namespace, name, resourceVersion string, spec []byte, target Targe
 	s := &State{
 		routing: traffic.Routing{
 			Kind: Kind, Namespace: namespace, Name: name, ResourceVersion: resourceVersion,
-			Route:        routeName(vs.Http[i], i),
+			Route:        routeName(&vs, i),
 			Chosen:       why,
 			Destinations: destinations(vs.Http[i], target),
 		},
-		routeIndex: i,
-		abIndex:    -1,
-		target:     target,
-		spec:       &vs,
-		raw:        spec,
+		routeIndex:  i,
+		abIndex:     -1,
+		target:      target,
+		spec:        &vs,
+		raw:         spec,
+		annotations: meta.Annotations,
 	}
 	for j, r := range vs.Http {
 		if r.Name == target.abRouteName() {
@@ -149,7 +160,7 @@ func NewState(namespace, name, resourceVersion string, spec []byte, target Targe
 			s.routing.ABRoute = r.Name
 		}
 	}
-	if m := vs.Http[i].Mirror; m != nil && target.side(traffic.RoleCanary).matches(m, target.Namespace) {
+	if s.ownsMirror() {
 		s.routing.MirrorPercent = mirrorPercent(vs.Http[i])
 	}
 	if err := s.checkRoute(); err != nil {
@@ -191,7 +202,7 @@ func selectRoute(spec *networking.VirtualService, t Target) (i int, why string, 
 	}
 	var candidates, catchAll []int
 	for i, r := range spec.Http {
-		if strings.HasPrefix(r.Name, abRoutePrefix) {
+		if managed(r) {
 			continue // meshroll's own A/B routes are never the steered route
 		}
 		for _, d := range r.Route {
@@ -205,17 +216,19 @@ func selectRoute(spec *networking.VirtualService, t Target) (i int, why string, 
 		}
 	}
 	switch {
+	case len(spec.Http) == 0:
+		return 0, "", traffic.Preflightf(traffic.ErrRouteNotFound, "VirtualService %s/%s has no HTTP route (it routes only TCP or TLS traffic, which meshroll does not steer): point MESHROLL_VIRTUAL_SERVICE at the VirtualService of the HTTP service", t.Namespace, t.VirtualService)
 	case len(candidates) == 0:
 		return 0, "", traffic.Preflightf(traffic.ErrRouteNotFound, "VirtualService %s/%s has no HTTP route with a destination of %s or %s: check %s", t.Namespace, t.VirtualService, t.side(traffic.RoleStable), t.side(traffic.RoleCanary), t.check())
 	case len(catchAll) == 1:
 		return catchAll[0], "", nil
 	case len(candidates) == 1:
 		i := candidates[0]
-		return i, fmt.Sprintf("route %s has match conditions but is the only route reaching %s or %s, so it is the one steered (only the traffic it matches moves)", routeName(spec.Http[i], i), t.side(traffic.RoleStable), t.side(traffic.RoleCanary)), nil
+		return i, fmt.Sprintf("route %s has match conditions but is the only route reaching %s or %s, so it is the one steered (only the traffic it matches moves)", routeName(spec, i), t.side(traffic.RoleStable), t.side(traffic.RoleCanary)), nil
 	}
 	names := make([]string, 0, len(candidates))
 	for _, i := range candidates {
-		names = append(names, routeName(spec.Http[i], i))
+		names = append(names, routeName(spec, i))
 	}
 	if len(catchAll) == 0 {
 		// A route with match conditions may pin testers or a region to one version: among
@@ -226,32 +239,50 @@ func selectRoute(spec *networking.VirtualService, t Target) (i int, why string, 
 }
 
 // namedRoute finds MESHROLL_ROUTE: a route of that name, else, for http[N], the N-th route.
+// meshroll's own routes are never named and not counted, so http[N] means the same route
+// while an A/B route is in place as before.
 func namedRoute(spec *networking.VirtualService, t Target) (int, string, error) {
 	found, names := -1, []string{}
+	var user []int // indices of the routes that are not meshroll's
 	for i, r := range spec.Http {
+		if managed(r) {
+			continue
+		}
+		user = append(user, i)
 		if r.Name == t.Route {
 			if found >= 0 {
 				return 0, "", traffic.Preflightf(traffic.ErrAmbiguousRoute, "VirtualService %s/%s has more than one HTTP route named %q: give them distinct names", t.Namespace, t.VirtualService, t.Route)
 			}
 			found = i
 		}
-		names = append(names, routeName(r, i))
+		names = append(names, routeName(spec, i))
 	}
 	if found >= 0 {
 		return found, "", nil
 	}
 	var n int
-	if _, err := fmt.Sscanf(t.Route, "http[%d]", &n); err == nil && fmt.Sprintf("http[%d]", n) == t.Route && n >= 0 && n < len(spec.Http) {
-		return n, "", nil
+	if _, err := fmt.Sscanf(t.Route, "http[%d]", &n); err == nil && fmt.Sprintf("http[%d]", n) == t.Route && n >= 0 && n < len(user) {
+		return user[n], "", nil
 	}
 	return 0, "", traffic.Preflightf(traffic.ErrRouteNotFound, "MESHROLL_ROUTE=%q: VirtualService %s/%s has no HTTP route of that name (it has: %s); set MESHROLL_ROUTE to one of them (http[N] for the N-th, counting from 0) or leave it empty", t.Route, t.Namespace, t.VirtualService, listOrNone(names))
 }
 
-func routeName(r *networking.HTTPRoute, i int) string {
-	if r.Name != "" {
+// managed says whether a route is one meshroll inserted.
+func managed(r *networking.HTTPRoute) bool { return strings.HasPrefix(r.Name, abRoutePrefix) }
+
+// routeName names route i: its name, else http[N] with N its index among the routes that are
+// not meshroll's (the index in the user's own manifest).
+func routeName(spec *networking.VirtualService, i int) string {
+	if r := spec.Http[i]; r.Name != "" {
 		return r.Name
 	}
-	return fmt.Sprintf("http[%d]", i)
+	n := 0
+	for _, r := range spec.Http[:i] {
+		if !managed(r) {
+			n++
+		}
+	}
+	return fmt.Sprintf("http[%d]", n)
 }
 
 func roleOf(d *networking.HTTPRouteDestination, t Target) traffic.Role {
