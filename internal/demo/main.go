@@ -1,11 +1,14 @@
-// Command demo runs two canary releases with metric analysis on a local stack: etcd and
+// Command demo runs three canary releases with metric analysis on a local stack: etcd and
 // kube-apiserver with Istio's CRDs, a simulated mesh (internal/meshsim) that routes steady
-// traffic by the VirtualService's weights and exports Istio's metrics, and a Prometheus that
-// scrapes it. The built meshroll binary first promotes a healthy v2 over v1, then rolls back a
-// v3 that answers 30% of its requests with 503. The weights the cluster holds are printed after
-// every change; everything started is stopped at the end, also on Ctrl-C. It ends by printing
-// the summary.md of each rollout; every result file is kept under -out (demo-output). Run it
-// with `make demo`; it exits non-zero when a rollout does not end as expected.
+// traffic by the VirtualService and exports Istio's metrics, and a Prometheus that scrapes it.
+// The built meshroll binary first promotes a healthy v2 over v1, then rolls back a v3 that
+// answers 30% of its requests with 503, then takes a healthy v4 through every traffic shape:
+// a mirror stage (copies of half the requests, answers dropped), an A/B stage for Bookinfo's
+// tester jason (end-user: jason), then weights, and promotes it. The weights the cluster holds
+// are printed after every change, and its HTTP routes (names, matches, mirror) whenever they
+// change; everything started is stopped at the end, also on Ctrl-C. It ends by printing the
+// summary.md of each rollout; every result file is kept under -out (demo-output). Run it with
+// `make demo`; it exits non-zero when a rollout does not end as expected.
 package main
 
 import (
@@ -14,20 +17,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
-
-	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/meshroll/meshroll/internal/app"
 	"github.com/meshroll/meshroll/internal/meshsim"
@@ -36,52 +31,40 @@ import (
 
 const (
 	namespace  = "demo"
-	rps        = 50                    // steady load through the mesh
+	rps        = 50                    // steady load through the mesh, jason's included
+	jasonRPS   = 10                    // of which requests from Bookinfo's tester
 	faultyRate = 0.3                   // share of v3's responses that are 503
 	latency    = 20 * time.Millisecond // every version's response time
 	scrape     = time.Second           // Prometheus's scrape interval
 )
 
 // versions are the deployed versions of reviews: subset vN runs as Deployment reviews-vN.
-var versions = []string{"v1", "v2", "v3"}
+var versions = []string{"v1", "v2", "v3", "v4"}
 
-// manifests: all traffic on v1; the DestinationRule defines a subset per version.
-const manifests = `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts: [reviews]
-  http:
-  - name: default
-    route:
-    - destination: {host: reviews, subset: v1}
-      weight: 100
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews.demo.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {app: reviews, version: v1}}
-  - {name: v2, labels: {app: reviews, version: v2}}
-  - {name: v3, labels: {app: reviews, version: v3}}
-`
+// jason is the header Bookinfo's productpage sends for its logged-in tester, jason.
+var jason = http.Header{"End-User": {"jason"}}
 
 // rollout is one meshroll progression and how it must end.
 type rollout struct {
 	stable, canary string // subsets
 	errorRate      float64
+	shapes         []string // MESHROLL_* variables of its traffic shapes, before the weights
+	how            string   // how the canary meets the traffic, told before the run
 	wantExit       int
+	wantResult     string
 	wantCheck      string // the check that must fail the canary; "" when it must be promoted
 }
 
 var rollouts = []rollout{
-	{stable: "v1", canary: "v2", wantExit: 0},
-	{stable: "v2", canary: "v3", errorRate: faultyRate, wantExit: 3, wantCheck: "success-rate"},
+	{stable: "v1", canary: "v2", wantExit: 0, wantResult: "promoted"},
+	{stable: "v2", canary: "v3", errorRate: faultyRate, wantExit: 3, wantResult: "canary-failed", wantCheck: "success-rate"},
+	{
+		stable: "v2", canary: "v4",
+		shapes: []string{"MESHROLL_MIRROR_PERCENT=50", "MESHROLL_MATCH=[{headers: {end-user: {exact: jason}}}]"},
+		how: "first it gets copies of 50% of the requests (the mesh drops its answers), then only jason's requests " +
+			"(end-user: jason), then its share of everyone's by the weights",
+		wantExit: 0, wantResult: "promoted",
+	},
 }
 
 type options struct {
@@ -92,7 +75,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/meshroll", "the meshroll binary to run")
-	flag.StringVar(&o.out, "out", "demo-output", "where each rollout's result files are kept (rollout-1, rollout-2)")
+	flag.StringVar(&o.out, "out", "demo-output", "where each rollout's result files are kept (rollout-1, rollout-2, rollout-3)")
 	flag.StringVar(&o.steps, "steps", "20,50,100", "MESHROLL_STEPS of each rollout")
 	flag.DurationVar(&o.hold, "hold", 6*time.Second, "MESHROLL_STEP_DURATION of each rollout")
 	flag.DurationVar(&o.interval, "interval", 3*time.Second, "MESHROLL_ANALYSIS_INTERVAL of each rollout")
@@ -133,7 +116,7 @@ func run(ctx context.Context, o options) ([]ran, error) {
 	if err := setUp(ctx, env); err != nil {
 		return nil, err
 	}
-	fmt.Printf("demo: namespace %s has VirtualService reviews (all traffic on v1), DestinationRule reviews and Deployments reviews-v1, -v2, -v3\n", namespace)
+	fmt.Printf("demo: namespace %s has VirtualService reviews (one route, default: all traffic on v1), DestinationRule reviews and Deployments reviews-v1, -v2, -v3, -v4\n", namespace)
 
 	mesh, err := meshsim.Start(ctx, meshsim.Options{Istio: env.Istio, Namespace: namespace, VirtualService: "reviews", Versions: meshVersions()})
 	if err != nil {
@@ -148,20 +131,22 @@ func run(ctx context.Context, o options) ([]ran, error) {
 		return nil, err
 	}
 	defer stopping("Prometheus", prom.Stop)
-	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, rps, nil) })()
-	fmt.Printf("demo: the mesh sends %d requests/s to reviews by the VirtualService's weights (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
-		rps, latency, prom.URL, scrape)
+	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, rps-jasonRPS, nil) })()
+	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, jasonRPS, jason) })()
+	fmt.Printf("demo: the mesh sends %d requests/s to reviews, %d of them from Bookinfo's tester (end-user: jason), by the VirtualService (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
+		rps, jasonRPS, latency, prom.URL, scrape)
 	if err := waitForStable(ctx, prom, "reviews-v1", o.interval); err != nil {
 		return nil, err
 	}
 
-	w, err := watchWeights(ctx, env)
+	printer := &vsPrinter{}
+	w, err := watchWeights(ctx, env, printer)
 	if err != nil {
 		return nil, err
 	}
-	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w) })()
+	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w, printer) })()
 
-	d := &demo{bin: bin, relBin: o.bin, kubeconfig: env.Kubeconfig, mesh: mesh, common: []string{
+	d := &demo{bin: bin, relBin: o.bin, env: env, mesh: mesh, common: []string{
 		"MESHROLL_NAMESPACE=" + namespace,
 		"MESHROLL_VIRTUAL_SERVICE=reviews",
 		"MESHROLL_MODE=progress",
@@ -173,7 +158,7 @@ func run(ctx context.Context, o options) ([]ran, error) {
 		"MESHROLL_FAILURE_THRESHOLD=2",
 		"MESHROLL_CI=plain",
 	}}
-	fmt.Printf("demo: every run has KUBECONFIG=%s\n      %s\n", env.Kubeconfig, strings.Join(d.common, "\n      "))
+	fmt.Printf("demo: every run has KUBECONFIG=%s\n      %s\n", env.Kubeconfig, strings.Join(quoted(d.common), "\n      "))
 	runs := make([]ran, len(rollouts))
 	for i := range rollouts {
 		runs[i] = ran{fmt.Sprintf("rollout %d", i+1), filepath.Join(out, fmt.Sprintf("rollout-%d", i+1))}
@@ -197,7 +182,7 @@ func run(ctx context.Context, o options) ([]ran, error) {
 // demo is what every rollout needs.
 type demo struct {
 	bin, relBin string // the meshroll binary, absolute and as given
-	kubeconfig  string
+	env         *testenv.Env
 	mesh        *meshsim.Mesh
 	common      []string // the MESHROLL_* variables every run has
 }
@@ -212,17 +197,20 @@ func (d *demo) rollout(ctx context.Context, name, dir string, r rollout) (string
 		health = fmt.Sprintf("faulty: %.0f%% of its responses are 503", 100*r.errorRate)
 	}
 	fmt.Printf("\ndemo: %s: %s → %s, and %s is %s\n", name, r.stable, r.canary, r.canary, health)
+	if r.how != "" {
+		fmt.Printf("demo: %s: %s\n", name, r.how)
+	}
 
-	vars := []string{
+	vars := append([]string{
 		"MESHROLL_STABLE_SUBSET=" + r.stable,
 		"MESHROLL_CANARY_SUBSET=" + r.canary,
 		// Both Deployments must be Available; their names are also the workloads compared.
 		"MESHROLL_STABLE_DEPLOYMENT=reviews-" + r.stable,
 		"MESHROLL_CANARY_DEPLOYMENT=reviews-" + r.canary,
 		"MESHROLL_OUTPUT_DIR=" + relative(dir),
-	}
-	fmt.Printf("$ %s %s\n", strings.Join(vars, " "), d.relBin)
-	environ := append([]string{"KUBECONFIG=" + d.kubeconfig, "HOME=" + os.Getenv("HOME")}, append(d.common, vars...)...)
+	}, r.shapes...)
+	fmt.Printf("$ %s %s\n", strings.Join(quoted(vars), " "), d.relBin)
+	environ := append([]string{"KUBECONFIG=" + d.env.Kubeconfig, "HOME=" + os.Getenv("HOME")}, append(d.common, vars...)...)
 	code, err := meshroll(ctx, d.bin, environ)
 	time.Sleep(300 * time.Millisecond) // let the watcher print the last change first
 	if err != nil {
@@ -232,14 +220,31 @@ func (d *demo) rollout(ctx context.Context, name, dir string, r rollout) (string
 	result, check := outcome(dir)
 	headline := fmt.Sprintf("%s: %s %s (exit %d)", name, r.canary, describe(result, check), code)
 	fmt.Println("demo:", headline)
-	if code != r.wantExit || check != r.wantCheck {
-		want := fmt.Sprintf("exit %d", r.wantExit)
+	if code != r.wantExit || result != r.wantResult || check != r.wantCheck {
+		want := fmt.Sprintf("%s, exit %d", r.wantResult, r.wantExit)
 		if r.wantCheck != "" {
 			want = "rolled back by check " + r.wantCheck + ", " + want
 		}
 		return "", fmt.Errorf("%s did not end as expected (%s)", name, want)
 	}
+	if err := checkRestored(ctx, d.env); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
 	return headline, nil
+}
+
+// quoted renders NAME=value variables for a shell command line, quoting values a shell would
+// split or expand.
+func quoted(vars []string) []string {
+	out := make([]string, len(vars))
+	for i, v := range vars {
+		name, value, _ := strings.Cut(v, "=")
+		if strings.ContainsAny(value, " \t\n'\"\\$`*?[]{}();&|<>!#") {
+			value = "'" + strings.ReplaceAll(value, "'", `'\''`) + "'"
+		}
+		out[i] = name + "=" + value
+	}
+	return out
 }
 
 func meshVersions() []meshsim.Version {
@@ -248,45 +253,6 @@ func meshVersions() []meshsim.Version {
 		vs = append(vs, meshsim.Version{Subset: v, Workload: "reviews-" + v})
 	}
 	return vs
-}
-
-// setUp creates the namespace, the VirtualService, the DestinationRule and the Deployments,
-// and marks the Deployments Available.
-func setUp(ctx context.Context, env *testenv.Env) error {
-	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("failed to create namespace %s: %w", namespace, err)
-	}
-	docs := manifests
-	for _, v := range versions {
-		docs += "---" + testenv.DeploymentManifest("reviews-"+v, v)
-	}
-	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(docs), 4096)
-	resources := map[string]schema.GroupVersionResource{
-		"VirtualService":  {Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"},
-		"DestinationRule": {Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"},
-		"Deployment":      {Group: "apps", Version: "v1", Resource: "deployments"},
-	}
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return fmt.Errorf("failed to decode the demo manifests: %w", err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if _, err := env.Dynamic.Resource(resources[obj.GetKind()]).Namespace(namespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("failed to create %s %s: %w", obj.GetKind(), obj.GetName(), err)
-		}
-	}
-	// No controllers run here: play the Deployment controller.
-	for _, v := range versions {
-		if err := env.SetDeploymentStatus(ctx, namespace, "reviews-"+v, true); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // waitForStable waits until Prometheus can compute the stable workload's request rate over
@@ -334,8 +300,12 @@ func printSummaries(runs []ran) {
 		fmt.Printf("\ndemo: %s, %s:\n\n%s", r.name, relative(path), summary)
 		kept = append(kept, relative(r.dir))
 	}
-	if len(kept) > 0 {
-		fmt.Printf("\ndemo: the result files of each rollout (result.json, summary.md, outputs.env, junit.xml) are kept in %s\n", strings.Join(kept, " and "))
+	if n := len(kept); n > 0 {
+		list := kept[n-1]
+		if n > 1 {
+			list = strings.Join(kept[:n-1], ", ") + " and " + list
+		}
+		fmt.Printf("\ndemo: the result files of each rollout (result.json, summary.md, outputs.env, junit.xml) are kept in %s\n", list)
 	}
 }
 
@@ -379,62 +349,6 @@ func describe(result, check string) string {
 		return "rolled back by check " + check
 	}
 	return result
-}
-
-// watchWeights prints the weights the cluster holds and starts watching the VirtualService
-// from there. (A watch from "now", without a resourceVersion, can fail on this API server
-// with "Too large resource version" when other objects were written since the last change.)
-func watchWeights(ctx context.Context, env *testenv.Env) (watch.Interface, error) {
-	vss := env.Istio.NetworkingV1().VirtualServices(namespace)
-	vs, err := vss.Get(ctx, "reviews", metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("failed to get VirtualService %s/reviews: %w", namespace, err)
-	}
-	printVS(vs)
-	w, err := vss.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=reviews", ResourceVersion: vs.ResourceVersion})
-	if err != nil {
-		return nil, fmt.Errorf("failed to watch VirtualService %s/reviews: %w", namespace, err)
-	}
-	return w, nil
-}
-
-// printWeights prints the weights every time the VirtualService changes.
-func printWeights(ctx context.Context, w watch.Interface) {
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return
-			}
-			switch obj := ev.Object.(type) {
-			case *clientnetworking.VirtualService:
-				printVS(obj)
-			case *metav1.Status:
-				fmt.Fprintln(os.Stderr, "demo: watching the VirtualService failed:", obj.Message)
-				return
-			}
-		}
-	}
-}
-
-func printVS(vs *clientnetworking.VirtualService) {
-	fmt.Printf("    [cluster] VirtualService reviews %s (resourceVersion %s)\n", weights(vs), vs.ResourceVersion)
-}
-
-// weights renders every HTTP route's weights: "route default: v1 0, v2 80, v3 20".
-func weights(vs *clientnetworking.VirtualService) string {
-	var routes []string
-	for _, r := range vs.Spec.Http {
-		var ds []string
-		for _, d := range r.Route {
-			ds = append(ds, fmt.Sprintf("%s %d", d.GetDestination().GetSubset(), d.Weight))
-		}
-		routes = append(routes, "route "+r.Name+": "+strings.Join(ds, ", "))
-	}
-	return strings.Join(routes, "; ")
 }
 
 // background runs f until the returned function cancels it and waits for it to return.
