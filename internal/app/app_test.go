@@ -156,7 +156,7 @@ func TestModes(t *testing.T) {
 		{name: "progress", vars: []string{"MESHROLL_MODE=progress", "MESHROLL_STEPS=25,50,100"}, wantResult: "result: promoted", wantAfter: "v1 0, v2 100",
 			wantLog: []string{"step 1/3: reviews v1 90 → 75, v2 10 → 25", "step 2/3: reviews v1 75 → 50, v2 25 → 50", "step 3/3: reviews v1 50 → 0, v2 50 → 100"}},
 		{name: "progress by default steps", vars: nil, wantResult: "result: promoted", wantAfter: "v1 0, v2 100",
-			wantLog: []string{"step 1/4: reviews v1 90, v2 10 (already in place", "step 4/4: reviews v1 50 → 0, v2 50 → 100"}},
+			wantLog: []string{"skipping canary 10%: the canary already has 10% and a progression never lowers it", "step 1/3: reviews v1 90 → 75, v2 10 → 25", "step 3/3: reviews v1 50 → 0, v2 50 → 100"}},
 		{name: "progress with holds", vars: []string{"MESHROLL_STEPS=20,40", "MESHROLL_STEP_DURATION=300ms"}, wantResult: "result: weight-set", wantAfter: "v1 60, v2 40",
 			wantLog: []string{"step 1/2: holding 300ms", "step 2/2: holding 300ms"}},
 		{name: "promote", vars: []string{"MESHROLL_MODE=promote"}, wantResult: "result: promoted", wantAfter: "v1 0, v2 100"},

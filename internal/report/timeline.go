@@ -238,6 +238,8 @@ func headline(o rollout.Outcome) string {
 		return "The run failed; traffic was returned to the stable version where possible."
 	case rollout.Cancelled:
 		return "The run was cancelled; traffic was returned to the stable version where possible."
+	case rollout.Interrupted:
+		return "Someone else changed the route during the run; meshroll stopped without writing and left their change in place."
 	}
 	return ""
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
+	"github.com/meshroll/meshroll/internal/traffic"
 )
 
 // errInconclusive ends a step whose hold judged no window.
@@ -74,7 +75,7 @@ func (j *judge) trouble(err error) error {
 
 // analyze holds a step for d, judging the canary every analysis interval. Windows are
 // counted from the step's start, so a slow evaluation does not make the hold drift.
-func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d time.Duration, j *judge) error {
+func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d time.Duration, j *judge, last traffic.Routing) error {
 	interval := cfg.Analysis.Interval
 	end := step.StartedAt.Add(d)
 	judged := false
@@ -88,7 +89,7 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 		if at.After(end) {
 			break
 		}
-		if err := r.Hold(ctx, at.Sub(r.Now())); err != nil {
+		if err := r.hold(ctx, at.Sub(r.Now()), last); err != nil {
 			return err
 		}
 		w, err := r.Analysis.Evaluate(ctx, r.Now())
@@ -116,7 +117,7 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 			lastNoData, unevaluated = msg, nil
 		}
 	}
-	if err := r.Hold(ctx, end.Sub(r.Now())); err != nil {
+	if err := r.hold(ctx, end.Sub(r.Now()), last); err != nil {
 		return err
 	}
 	if !judged {

@@ -124,3 +124,39 @@ func stepWeights(cfg config.Config) []int {
 	}
 	return cfg.Steps
 }
+
+// from drops the stages a progression has already passed: a progression never lowers the
+// canary, so weighted steps at or below its current weight are skipped (mirror and A/B
+// stages keep the weights, and stay). The stages left are numbered anew; skipped says what
+// went; with no weighted step left there is nothing to do.
+func (p Plan) from(current int) (left, skipped Plan) {
+	if current <= 0 {
+		return p, nil
+	}
+	weighted := false
+	for _, s := range p {
+		if s.Kind == KindWeight && s.Desired.CanaryWeight <= current {
+			skipped = append(skipped, s)
+			continue
+		}
+		left = append(left, s)
+		weighted = weighted || s.Kind == KindWeight
+	}
+	if !weighted {
+		return nil, p
+	}
+	for i := range left {
+		left[i].Index, left[i].Of = i+1, len(left)
+	}
+	return left, skipped
+}
+
+// serves says whether any stage sends the stable version, and the canary, traffic.
+func (p Plan) serves() (stable, canary bool) {
+	for _, s := range p {
+		d := s.Desired
+		stable = stable || d.KeepWeights || d.CanaryWeight < 100
+		canary = canary || d.AB || d.MirrorPercent > 0 || (!d.KeepWeights && d.CanaryWeight > 0)
+	}
+	return stable, canary
+}

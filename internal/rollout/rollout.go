@@ -48,6 +48,7 @@ const (
 	CanaryFailed Outcome = "canary-failed" // a check failed past its threshold
 	Inconclusive Outcome = "inconclusive"  // not enough data to judge
 	Failed       Outcome = "failed"        // runtime or infrastructure failure; traffic returned to stable where possible
+	Interrupted  Outcome = "interrupted"   // another writer changed the route: the run stopped without writing
 	Cancelled    Outcome = "cancelled"     // a signal stopped the run; traffic returned to stable where possible
 )
 
@@ -60,7 +61,7 @@ func (o Outcome) ExitCode() int {
 		return 3
 	case Inconclusive:
 		return 4
-	case Failed:
+	case Failed, Interrupted:
 		return 1
 	case Cancelled:
 		return 130
@@ -153,11 +154,14 @@ type Runner struct {
 	// CancelTimeout after a cancel, when the CI system is about to kill the process.
 	RollbackTimeout time.Duration
 	CancelTimeout   time.Duration
+	// DriftInterval is how often a hold checks that the route still does what the run left
+	// it doing; 0 checks only at the hold's end.
+	DriftInterval time.Duration
 }
 
 // NewRunner returns a Runner with real time. a may be nil (no metric analysis).
 func NewRunner(t Traffic, a Analysis, log Log) *Runner {
-	return &Runner{Traffic: t, Analysis: a, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second, CancelTimeout: 5 * time.Second}
+	return &Runner{Traffic: t, Analysis: a, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second, CancelTimeout: 5 * time.Second, DriftInterval: 5 * time.Second}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -208,10 +212,19 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 
 	plan := NewPlan(cfg, res.Analysis)
+	if cfg.Mode == config.ModeProgress {
+		// A progression run again goes on from the canary's weight (a failed read is
+		// reported by the preflight below).
+		if state, err := r.Traffic.Read(ctx); err == nil {
+			plan = r.skipPassed(plan, state.Routing().CanaryWeight())
+		}
+	}
 	checks := traffic.Checks{Canary: true, CanaryDeployment: cfg.CanaryDeployment, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
+	checks.StableServes, checks.CanaryServes = plan.serves()
 	if cfg.Mode == config.ModeRollback {
-		// Returning to stable must work while the canary is broken.
-		checks = traffic.Checks{Write: !cfg.DryRun}
+		// Returning to stable must work while the canary is broken; the stable version must
+		// be able to take the traffic.
+		checks = traffic.Checks{Write: !cfg.DryRun, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, StableServes: true}
 	}
 	if !res.Analysis && cfg.Mode == config.ModeProgress {
 		note := "nothing stops a failing canary between steps"
@@ -242,6 +255,14 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		r.logf("NOTE: %s", now.Chosen)
 	}
 	r.logf("preflight passed: route %s now %s", now.Route, traffic.DescribeWeights(now.Destinations))
+	if len(plan) == 0 {
+		r.logf("nothing to do: the canary already has %d%%, as much as the progression's last step or more", now.CanaryWeight())
+		res.Outcome = Unchanged
+		return
+	}
+	if cfg.Mode == config.ModeProgress {
+		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since the first read
+	}
 
 	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight
 	// larger than what other destinations leave) stops the run before the first write.
@@ -260,11 +281,15 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 
 	changed := false
 	judge := &judge{threshold: cfg.Analysis.FailureThreshold}
+	last := now // what the route does as this run left it
 	for _, stage := range plan {
 		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, Kind: stage.Kind, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
-		applied, err := r.Traffic.Apply(ctx, stage.Desired)
+		d := stage.Desired
+		d.Expect = &last
+		applied, err := r.Traffic.Apply(ctx, d)
 		if err == nil {
+			last = applied.After
 			step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
 			step.CanaryWeight = applied.After.CanaryWeight()
 			res.Final, changed = applied.After.Destinations, changed || applied.Changed
@@ -273,10 +298,10 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 				step.HeldUntil = step.StartedAt.Add(stage.Hold)
 				if stage.Judged {
 					r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, stage.Hold, cfg.Analysis.Interval)
-					err = r.analyze(ctx, cfg, &step, stage.Hold, judge)
+					err = r.analyze(ctx, cfg, &step, stage.Hold, judge, last)
 				} else {
 					r.logf("step %d/%d: holding %s", step.Index, step.Of, stage.Hold)
-					err = r.Hold(ctx, stage.Hold)
+					err = r.hold(ctx, stage.Hold, last)
 				}
 			}
 			if err != nil {
@@ -300,6 +325,43 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	default:
 		res.Outcome = WeightSet
 	}
+}
+
+// skipPassed drops the weighted steps a progression has passed (see Plan.from), saying so.
+func (r *Runner) skipPassed(plan Plan, current int) Plan {
+	left, skipped := plan.from(current)
+	for _, st := range skipped {
+		r.logf("skipping %s: the canary already has %d%% and a progression never lowers it", st.Describe(), current)
+	}
+	return left
+}
+
+// hold waits d, checking every DriftInterval, and at the end, that the route still does
+// what the run left it doing (last).
+func (r *Runner) hold(ctx context.Context, d time.Duration, last traffic.Routing) error {
+	for d > 0 {
+		chunk := d
+		if r.DriftInterval > 0 {
+			chunk = min(d, r.DriftInterval)
+		}
+		if err := r.Hold(ctx, chunk); err != nil {
+			return err
+		}
+		d -= chunk
+		if err := r.checkDrift(ctx, last); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDrift reads the route and fails with traffic.ErrDrift when someone else changed it.
+func (r *Runner) checkDrift(ctx context.Context, last traffic.Routing) error {
+	state, err := r.Traffic.Read(ctx)
+	if err != nil {
+		return err
+	}
+	return traffic.Desired{Expect: &last}.CheckDrift(state.Routing())
 }
 
 // shaped says whether the plan has a stage other than weights (mirror, A/B).
@@ -397,6 +459,11 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 		res.Outcome, res.FailedCheck = CanaryFailed, failed.result.Check
 	case errors.Is(err, errInconclusive):
 		res.Outcome = Inconclusive
+	case errors.Is(err, traffic.ErrDrift):
+		// Someone else moved the route: leave it as they set it, never fight them.
+		res.Outcome = Interrupted
+		r.logf("%s: leaving the route as the other writer set it", res.Outcome)
+		return
 	case res.Outcome == Invalid:
 		// The cluster changed under a running progression (say, a destination was added):
 		// that is a runtime failure, not bad input.

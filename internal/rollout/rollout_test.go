@@ -233,3 +233,93 @@ func TestReasonsSayWhatStopped(t *testing.T) {
 		})
 	}
 }
+
+// Another writer (a person, a GitOps tool re-applying the manifest) moves the route while a
+// step is held, or between steps: the run stops without writing (interrupted, exit 1), names
+// both versions, and leaves their weights in place; it never fights them.
+func TestAnotherWriterInterrupts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		hold      time.Duration
+		wantFinal string
+	}{
+		{name: "during a hold", hold: time.Minute, wantFinal: "v1 100, v2 0"},
+		{name: "between steps (no hold)", wantFinal: "v1 100, v2 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			f.onWrite = func(n int) {
+				if n == 1 {
+					// A GitOps tool puts the manifest's weights back.
+					reverted, err := f.state.Plan(traffic.Desired{CanaryWeight: 0})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					f.state = reverted.Next
+				}
+			}
+			var log bytes.Buffer
+			r := runner(f, &log)
+			r.DriftInterval = 10 * time.Second
+			res := r.Run(t.Context(), cfg(config.ModeProgress, func(c *config.Config) { c.Steps, c.StepDuration = []int{25, 50, 100}, tt.hold }))
+			if res.Outcome != Interrupted || res.Outcome.ExitCode() != 1 {
+				t.Fatalf("outcome %s, want interrupted\n%s", res.Outcome, log.String())
+			}
+			if diff := cmp.Diff([]int{25}, f.writes); diff != "" {
+				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+			if got := traffic.DescribeWeights(f.state.Routing().Destinations); got != tt.wantFinal {
+				t.Errorf("weights %s, want the other writer's %s", got, tt.wantFinal)
+			}
+			for _, want := range []string{"now has v1 100, v2 0, but this run left v1 75, v2 25", "stopping without writing"} {
+				if !strings.Contains(res.Reason, want) {
+					t.Errorf("reason %q lacks %q", res.Reason, want)
+				}
+			}
+		})
+	}
+}
+
+// A progression run again never lowers the canary: steps at or below its weight are
+// skipped (and said so), and at its final weight already the run is unchanged.
+func TestProgressionNeverLowersTheCanary(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		from       int
+		steps      []int
+		want       Outcome
+		wantWrites []int
+		wantLog    string
+	}{
+		{name: "after a phase of 20", from: 20, steps: []int{10, 20, 50, 100}, want: Promoted, wantWrites: []int{50, 100}, wantLog: "skipping canary 10%"},
+		{name: "after a promotion", from: 100, steps: []int{10, 50, 100}, want: Unchanged, wantLog: "nothing to do: the canary already has 100%"},
+		{name: "beyond the last step", from: 60, steps: []int{10, 50}, want: Unchanged, wantLog: "as much as the progression's last step or more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			start, err := f.state.Plan(traffic.Desired{CanaryWeight: tt.from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.state = start.Next
+			var log bytes.Buffer
+			res := runner(f, &log).Run(t.Context(), cfg(config.ModeProgress, func(c *config.Config) { c.Steps = tt.steps }))
+			if res.Outcome != tt.want {
+				t.Fatalf("outcome %s, want %s\n%s", res.Outcome, tt.want, log.String())
+			}
+			if diff := cmp.Diff(tt.wantWrites, f.writes); diff != "" {
+				t.Errorf("writes (-want +got):\n%s", diff)
+			}
+			if !strings.Contains(log.String(), tt.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tt.wantLog, log.String())
+			}
+		})
+	}
+}

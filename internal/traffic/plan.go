@@ -8,6 +8,7 @@ package traffic
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -74,6 +75,36 @@ type Desired struct {
 	// MirrorPercent mirrors that share of the route's requests to the canary (1–100); 0
 	// removes meshroll's mirror.
 	MirrorPercent float64 `json:"mirrorPercent,omitempty"`
+	// Expect, when set, is what the route must still do before anything is written: what
+	// this run left it doing. Anything else means another writer moved it, and planning
+	// fails with ErrDrift rather than overwrite them.
+	Expect *Routing `json:"-"`
+}
+
+// ErrDrift marks a route that someone other than this run changed since the run last wrote
+// it: the run stops without writing (it never fights another writer).
+var ErrDrift = errors.New("the route was changed by someone else")
+
+// Summary is what the run compares to tell that another writer moved the route: the
+// weights, meshroll's A/B route and its mirror.
+func (r Routing) Summary() string {
+	s := DescribeWeights(r.Destinations)
+	if r.ABRoute != "" {
+		s += "; A/B route " + r.ABRoute
+	}
+	if r.MirrorPercent > 0 {
+		s += fmt.Sprintf("; mirroring %g%% to the canary", r.MirrorPercent)
+	}
+	return s
+}
+
+// CheckDrift fails with ErrDrift when now is not what d expects, showing both.
+func (d Desired) CheckDrift(now Routing) error {
+	if d.Expect == nil || d.Expect.Summary() == now.Summary() {
+		return nil
+	}
+	return fmt.Errorf("%w: %s now has %s, but this run left %s; stopping without writing so as not to undo that change (run again, or roll back, once it is settled)",
+		ErrDrift, now.Object(), now.Summary(), d.Expect.Summary())
 }
 
 // State is a routing object as a backend read it, with the steered route resolved. Plan is
@@ -122,6 +153,10 @@ type Checks struct {
 	// Write says the run will patch the routing object and record Events: the credentials
 	// must allow that too.
 	Write bool
+	// StableServes and CanaryServes say that the run sends that version traffic: its
+	// Deployment, when given, must then have ready pods (a Deployment scaled to 0 still
+	// reports Available).
+	StableServes, CanaryServes bool
 }
 
 // PatchOp is one RFC 6902 JSON patch operation.

@@ -167,7 +167,7 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Appl
 		return traffic.Applied{}, fmt.Errorf("failed to read back VirtualService %s/%s after the write: %w", before.Namespace, before.Name, err)
 	}
 	after := written.Routing()
-	if got, want := summary(after), summary(change.After); got != want {
+	if got, want := after.Summary(), change.After.Summary(); got != want {
 		return traffic.Applied{}, fmt.Errorf("VirtualService %s/%s holds %s after the write, want %s", before.Namespace, before.Name, got, want)
 	}
 	out.ResourceVersion = after.ResourceVersion
@@ -176,12 +176,6 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Appl
 		out.Warnings = append(out.Warnings, err.Error())
 	}
 	return out, nil
-}
-
-// summary is what a write must leave on the route, for the read-back: weights, meshroll's
-// A/B route and mirror.
-func summary(r traffic.Routing) string {
-	return fmt.Sprintf("weights %s, A/B route %q, mirror %g%%", traffic.DescribeWeights(r.Destinations), r.ABRoute, r.MirrorPercent)
 }
 
 // changedSince says whether the VirtualService's resourceVersion is no longer rv.

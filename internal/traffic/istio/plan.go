@@ -19,6 +19,9 @@ import (
 // operations (route names, the host and subset of every destination whose weight it sets,
 // the mirror it removes), so that it never lands on something that moved in between.
 func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
+	if err := d.CheckDrift(s.routing); err != nil {
+		return traffic.Change{}, err
+	}
 	var ops []traffic.PatchOp
 	weightOps, err := s.planWeights(d)
 	if err != nil {

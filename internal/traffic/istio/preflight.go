@@ -250,6 +250,10 @@ func (c *Client) waitDeployment(ctx context.Context, checks traffic.Checks, dep 
 	default:
 		return fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, lastErr)
 	}
+	if serves := map[traffic.Role]bool{traffic.RoleStable: checks.StableServes, traffic.RoleCanary: checks.CanaryServes}[dep.role]; serves && last.Status.ReadyReplicas == 0 {
+		return traffic.Preflightf(traffic.ErrDeploymentNotReady, "%s=%s: Deployment %s/%s has no ready pods (%d replicas wanted) but this run sends the %s version traffic: scale it up first",
+			dep.variable, name, ns, name, replicas(last), dep.role)
+	}
 	podLabels := last.Spec.Template.Labels
 	for k, v := range selects {
 		if podLabels[k] != v {
