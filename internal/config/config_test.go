@@ -333,6 +333,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"mirror zero", with("MESHROLL_MIRROR_PERCENT=0"), []string{"MESHROLL_MIRROR_PERCENT=0: must be a number above 0 and at most 100"}},
 		{"mirror above 100", with("MESHROLL_MIRROR_PERCENT=150"), []string{"MESHROLL_MIRROR_PERCENT=150: must be a number above 0"}},
 		{"mirror a word", with("MESHROLL_MIRROR_PERCENT=half"), []string{"MESHROLL_MIRROR_PERCENT=half: must be a number"}},
+		{"mirror judged on the source reporter", analysis("MESHROLL_MIRROR_PERCENT=20", "MESHROLL_REPORTER=source"), []string{"MESHROLL_MIRROR_PERCENT=20: a mirror stage is judged on what the canary's own sidecar reports, but MESHROLL_REPORTER=source never sees mirrored requests"}},
 
 		// durations and booleans
 		{"step duration without unit", with("MESHROLL_STEP_DURATION=5"), []string{"MESHROLL_STEP_DURATION=5: not a Go duration"}},

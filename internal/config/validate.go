@@ -74,6 +74,11 @@ func (in input) validate(v *validator) Config {
 	in.reporting(v, &cfg)
 	in.safety(v, &cfg)
 	cfg.Analysis = in.analysis(v, cfg)
+	if cfg.MirrorPercent > 0 && cfg.Analysis.Enabled() && cfg.Analysis.Reporter == "source" {
+		// Istio's client sidecar never reports the requests it mirrors: the mirror stage
+		// would find no canary data and end inconclusive.
+		v.invalid("MESHROLL_MIRROR_PERCENT", strings.TrimSpace(in.MirrorPercent), "a mirror stage is judged on what the canary's own sidecar reports, but MESHROLL_REPORTER=source never sees mirrored requests; use MESHROLL_REPORTER=destination, or unset MESHROLL_MIRROR_PERCENT")
+	}
 	return cfg
 }
 

@@ -167,6 +167,22 @@ func fixtures() []fixture {
 			"MESHROLL_WIEGHT is not a meshroll variable: did you mean MESHROLL_WEIGHT?",
 	}
 
+	// A mirror stage, an A/B stage, then a weighted step that another writer undid.
+	shaped := baseResult(config.ModeProgress)
+	shaped.Analysis = true
+	mirror := setStep(1, 4, 0, 0, at(time.Second), 2*m, window(at(m+time.Second), 240, 100, 200), window(at(2*m+time.Second), 250, 100, 205))
+	mirror.Kind, mirror.Before, mirror.After = rollout.KindMirror, weights(100, 0), weights(100, 0)
+	ab := setStep(2, 4, 0, 0, at(2*m+2*time.Second), 2*m, window(at(3*m+2*time.Second), 40, 100, 190), window(at(4*m+2*time.Second), 45, 100, 195))
+	ab.Kind, ab.Before, ab.After = rollout.KindAB, weights(100, 0), weights(100, 0)
+	drifted := setStep(3, 4, 20, 0, at(4*m+3*time.Second), 2*m)
+	drifted.Kind = rollout.KindWeight
+	shaped.Steps = []rollout.Step{mirror, ab, drifted}
+	shaped.Outcome = rollout.Interrupted
+	shaped.Reason = "the route was changed by someone else: VirtualService prod/reviews now has v1 100, v2 0, but this run left v1 80, v2 20; A/B route meshroll-ab-v2; stopping without writing so as not to undo that change (run again, or roll back, once it is settled)"
+	shaped.Steps[2].Error = shaped.Reason
+	shaped.Final = weights(100, 0)
+	shaped.FinishedAt = at(5*m + 3*time.Second)
+
 	return []fixture{
 		{"promoted", withOutcome(promoted, rollout.Promoted)},
 		{"canary-failed", canaryFailed},
@@ -176,6 +192,7 @@ func fixtures() []fixture {
 		{"failed-write", failedWrite},
 		{"invalid", invalid},
 		{"invalid-input", invalidInput},
+		{"shapes-interrupted", shaped},
 	}
 }
 

@@ -128,7 +128,7 @@ func marker(o rollout.Outcome) string {
 	switch o {
 	case rollout.CanaryFailed, rollout.Failed, rollout.Invalid:
 		return "❌"
-	case rollout.Inconclusive, rollout.Cancelled:
+	case rollout.Inconclusive, rollout.Cancelled, rollout.Interrupted:
 		return "⚠️"
 	}
 	return "✅"

@@ -123,7 +123,18 @@ func stepLabel(s rollout.Step) string {
 	if s.Action == rollout.ActionRollback {
 		return "rollback"
 	}
-	return fmt.Sprintf("%d/%d", s.Index, s.Of)
+	return fmt.Sprintf("%d/%d%s", s.Index, s.Of, kindNote(s))
+}
+
+// kindNote names a stage that is not a weighted step: " mirror", " A/B".
+func kindNote(s rollout.Step) string {
+	switch s.Kind {
+	case rollout.KindMirror:
+		return " mirror"
+	case rollout.KindAB:
+		return " A/B"
+	}
+	return ""
 }
 
 // stepTitle names a step in log groups and sections.
@@ -132,9 +143,9 @@ func stepTitle(s rollout.Step) string {
 	case rollout.ActionRollback:
 		return "rollback to stable"
 	case rollout.ActionPlan:
-		return fmt.Sprintf("step %d/%d: canary %d%% (dry run)", s.Index, s.Of, s.CanaryWeight)
+		return fmt.Sprintf("step %d/%d%s: canary %d%% (dry run)", s.Index, s.Of, kindNote(s), s.CanaryWeight)
 	}
-	return fmt.Sprintf("step %d/%d: canary %d%%", s.Index, s.Of, s.CanaryWeight)
+	return fmt.Sprintf("step %d/%d%s: canary %d%%", s.Index, s.Of, kindNote(s), s.CanaryWeight)
 }
 
 // stepEnd is when step i of res ended: when the next one started, or when the run finished.
