@@ -8,12 +8,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,6 +140,7 @@ func TestBinaryInEveryCI(t *testing.T) {
 		timeout  string            // MESHROLL_TIMEOUT: set with a long hold, the run fails and rolls back
 		steps    string            // MESHROLL_STEPS instead of 25,50,100
 		echo     bool              // analysis through a proxy that echoes the request's credentials
+		urlCreds string            // "echo" or "refused": analysis at a URL with credentials in it (see promURLWithCredentials)
 		vars     map[string]string // more variables
 		wantCode int
 		want     map[string]string // outputs
@@ -155,6 +159,11 @@ func TestBinaryInEveryCI(t *testing.T) {
 				"MESHROLL_STEPS=50,25: 25 comes after 50 (items 1 and 2); use comma-separated integers from 0 to 100 in strictly ascending order, e.g. 10,25,50,100"}},
 		// A proxy in front of Prometheus that echoes the credentials in its error message.
 		{ci: "github", echo: true, wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "0", "stable_weight": "100", "steps_completed": "0"}},
+		// Credentials in the Prometheus URL, echoed back by the server (the preflight rejects
+		// the queries) or printed by Go's HTTP client when the connection is refused (failed).
+		{ci: "github", urlCreds: "echo", wantCode: 2, want: map[string]string{"result": "invalid", "canary_weight": "0", "stable_weight": "100"}},
+		{ci: "github", urlCreds: "refused", wantCode: 1, want: map[string]string{"result": "failed", "canary_weight": "0", "stable_weight": "100"}},
+		{ci: "plain", urlCreds: "refused", wantCode: 1, want: map[string]string{"result": "failed", "canary_weight": "0", "stable_weight": "100"}},
 	} {
 		name := tt.ci
 		if tt.timeout != "" {
@@ -162,6 +171,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 		}
 		if tt.echo {
 			name += "/echoing-proxy"
+		}
+		if tt.urlCreds != "" {
+			name += "/url-credentials-" + tt.urlCreds
 		}
 		if tt.steps != "" {
 			name += "/invalid-input"
@@ -206,6 +218,13 @@ func TestBinaryInEveryCI(t *testing.T) {
 				vars["MESHROLL_PROMETHEUS_URL"] = proxy.URL
 				vars["MESHROLL_PROMETHEUS_TOKEN"] = token
 				vars["MESHROLL_PROMETHEUS_HEADERS"] = "X-Scope-OrgID: " + tenant
+				vars["MESHROLL_STABLE_WORKLOAD"] = "reviews-v1"
+				vars["MESHROLL_STEP_DURATION"] = "1m"
+			}
+			if tt.urlCreds != "" {
+				promURL, forms := promURLWithCredentials(t, tt.urlCreds == "echo")
+				secrets = append(secrets, forms...)
+				vars["MESHROLL_PROMETHEUS_URL"] = promURL
 				vars["MESHROLL_STABLE_WORKLOAD"] = "reviews-v1"
 				vars["MESHROLL_STEP_DURATION"] = "1m"
 			}
@@ -272,7 +291,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 					t.Errorf("step summary lacks %q:\n%s", tt.want["result"], summary)
 				}
 				for _, want := range []string{"::add-mask::", "::group::", "::endgroup::"} {
-					if !strings.Contains(got.stdout, want) && !(tt.wantCode == 2 && want != "::add-mask::") { // an invalid run has no steps
+					// An invalid run, and one whose preflight could not reach Prometheus, has no steps.
+					stepless := tt.wantCode == 2 || tt.urlCreds == "refused"
+					if !strings.Contains(got.stdout, want) && !(stepless && want != "::add-mask::") {
 						t.Errorf("stdout lacks %s:\n%s", want, got.stdout)
 					}
 				}
@@ -289,6 +310,9 @@ func TestBinaryInEveryCI(t *testing.T) {
 			}
 			if tt.echo && !strings.Contains(got.stderr, "rejected Bearer ") {
 				t.Errorf("stderr lacks the proxy's message, redacted:\n%s", got.stderr)
+			}
+			if tt.urlCreds != "" && !strings.Contains(got.stderr, "access_token=***") {
+				t.Errorf("stderr lacks the URL with its token redacted:\n%s", got.stderr)
 			}
 			assertNoSecrets(t, files, secrets[0], secrets[1:]...)
 		})
@@ -416,6 +440,51 @@ func parseGitHubOutput(t *testing.T, text string) map[string]string {
 		out[name] = value
 	}
 	return out
+}
+
+// The credentials of promURLWithCredentials, each needing escaping in a URL: a "+", a "/", "=".
+const (
+	urlToken    = "pq+Tok3n/Value=="
+	urlPassword = "pa55/W0rd+x"
+	urlUser     = "glcUserOnlyT0ken42"
+)
+
+// promURLWithCredentials starts a loopback Prometheus that answers every query with an error
+// echoing the request's URL, its token decoded and its Basic credentials (echo), or reserves a
+// loopback port that refuses connections, so that Go's HTTP client prints the URL in its error.
+// The URL carries a password (echo) or a user-only token (refused) and an escaped
+// access_token. It returns the URL and every form of its credentials that must never be seen.
+func promURLWithCredentials(t *testing.T, echo bool) (string, []string) {
+	t.Helper()
+	userinfo := url.User(urlUser).String()
+	forms := []string{urlUser}
+	if echo {
+		userinfo = url.UserPassword("grafana-1234", urlPassword).String()
+		forms = []string{urlPassword, url.PathEscape(urlPassword), base64.StdEncoding.EncodeToString([]byte("grafana-1234:" + urlPassword))}
+	}
+	forms = append(forms, urlToken, url.QueryEscape(urlToken), url.QueryEscape(url.QueryEscape(urlToken)), url.PathEscape(urlToken))
+	var host string
+	if echo {
+		prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, password, _ := r.BasicAuth()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			msg := fmt.Sprintf("rejected %s (token %s, password %s, %s)", r.URL.RequestURI(), r.URL.Query().Get("access_token"), password, r.Header.Get("Authorization"))
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": "bad_data", "error": msg})
+		}))
+		t.Cleanup(prom.Close)
+		host = prom.Listener.Addr().String()
+	} else {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		host = l.Addr().String()
+		if err := l.Close(); err != nil { // nothing listens there any more: connection refused
+			t.Fatal(err)
+		}
+	}
+	return "http://" + userinfo + "@" + host + "/prefix?orgId=7&access_token=" + url.QueryEscape(urlToken), forms
 }
 
 // assertNoSecrets fails when a secret, or any line of the kubeconfig (the first secret) that

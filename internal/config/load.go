@@ -121,7 +121,11 @@ func Reporting(environ []string) Config {
 		OutputDir:      cfg.OutputDir,
 		KubeconfigData: cfg.KubeconfigData,
 		// Taken as given: a token set without a Prometheus URL is invalid, and still secret.
-		Analysis: Analysis{Token: strings.TrimSpace(in.Token), Password: in.Password, Headers: headers(&validator{}, in.Headers)},
+		// The URL too: it may carry credentials (Secrets finds them however malformed it is).
+		Analysis: Analysis{
+			PrometheusURL: strings.TrimSpace(in.PrometheusURL), Token: strings.TrimSpace(in.Token),
+			Username: strings.TrimSpace(in.Username), Password: in.Password, Headers: headers(&validator{}, in.Headers),
+		},
 	}
 }
 

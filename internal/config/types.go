@@ -110,7 +110,10 @@ const (
 
 var cis = []CI{CIAuto, CIGitHub, CIGitLab, CIJenkins, CIPlain}
 
-// Secrets are the values that must never be printed or written anywhere.
+// Secrets are the values that must never be printed or written anywhere: the kubeconfig
+// contents, the Prometheus credentials (and the Basic header made of them), and the
+// credentials inside the Prometheus URL and the kubeconfig's URLs, each in the forms a URL
+// is printed in (see urlSecrets).
 func (c Config) Secrets() []string {
 	var out []string
 	kubeconfig := []string{c.KubeconfigData}
@@ -122,12 +125,18 @@ func (c Config) Secrets() []string {
 			out = append(out, s)
 		}
 	}
+	if c.Analysis.Password != "" {
+		out = append(out, basicCredentials(c.Analysis.Username, c.Analysis.Password)) // as a proxy may echo it
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.Analysis.Headers)) {
 		if value := c.Analysis.Headers[name]; value != "" {
 			out = append(out, value)
 		}
 	}
-	return out
+	for _, k := range kubeconfig {
+		out = append(out, kubeconfigURLSecrets(k)...)
+	}
+	return dedupe(append(out, urlSecrets(c.Analysis.PrometheusURL)...))
 }
 
 // StableName names the stable version in messages: its subset, else its Service.
