@@ -255,13 +255,13 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		r.logf("NOTE: %s", now.Chosen)
 	}
 	r.logf("preflight passed: route %s now %s", now.Route, traffic.DescribeWeights(now.Destinations))
+	if cfg.Mode == config.ModeProgress {
+		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since the first read
+	}
 	if len(plan) == 0 {
 		r.logf("nothing to do: the canary already has %d%%, as much as the progression's last step or more", now.CanaryWeight())
 		res.Outcome = Unchanged
 		return
-	}
-	if cfg.Mode == config.ModeProgress {
-		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since the first read
 	}
 
 	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight
