@@ -18,9 +18,9 @@ const modeVersion = "version"
 // line only names the mode; docs/inputs.md (linked from README.md) is the reference of every
 // variable.
 const usage = `meshroll performs a canary release on Istio: it moves traffic between the stable and
-the canary version of a service by changing the weights of one HTTP route of a
-VirtualService, judges each step on Prometheus metrics, and returns all traffic to the
-stable version when the canary fails.
+the canary version of a service on one HTTP route of a VirtualService (a mirror, an A/B
+route for matching requests, then weights), judges each step on Prometheus metrics, and
+returns all traffic to the stable version when the canary fails.
 
 Usage:
   meshroll [MODE]
@@ -42,7 +42,8 @@ With MESHROLL_DRY_RUN=true a mode plans its changes and prints them, and writes 
 
 Exit codes:
   0    success: the weights are as asked, or the status or dry run was printed
-  1    runtime or infrastructure failure; a progression returned traffic to stable
+  1    runtime or infrastructure failure (a progression returned traffic to stable), or
+       interrupted: someone else changed the route, and meshroll stopped without writing
   2    invalid input, command line or failed preflight check; nothing was written
   3    the canary failed its checks; traffic was returned to stable
   4    inconclusive: too little data to judge the canary; traffic was returned to stable
