@@ -3,23 +3,20 @@ package rollout
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	networking "istio.io/api/networking/v1"
 
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/traffic"
-	"github.com/meshroll/meshroll/internal/traffic/istio"
 )
 
 // fakeTraffic stands in for the API server where a failure cannot be produced on demand
-// (a write that fails mid-progression, a rollback that fails). It plans with the real Istio
-// planner.
+// (a write that fails mid-progression, a rollback that fails). Its route plans with the
+// backend-neutral weight split; the Istio planner has its own tests.
 type fakeTraffic struct {
 	state   traffic.State
 	writes  []int
@@ -31,22 +28,41 @@ type fakeTraffic struct {
 
 func newFake(t *testing.T) *fakeTraffic {
 	t.Helper()
-	spec := &networking.VirtualService{Hosts: []string{"reviews"}, Http: []*networking.HTTPRoute{{
-		Name: "default",
-		Route: []*networking.HTTPRouteDestination{
-			{Destination: &networking.Destination{Host: "reviews", Subset: "v1"}, Weight: 90},
-			{Destination: &networking.Destination{Host: "reviews", Subset: "v2"}, Weight: 10},
+	return &fakeTraffic{state: fakeRoute{traffic.Routing{
+		Kind: "VirtualService", Namespace: "prod", Name: "reviews", ResourceVersion: "1", Route: "default",
+		Destinations: []traffic.Destination{
+			{Host: "reviews", Subset: "v1", Role: traffic.RoleStable, Weight: 90},
+			{Host: "reviews", Subset: "v2", Role: traffic.RoleCanary, Weight: 10},
 		},
-	}}}
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
+	}}, failAt: map[int]error{}}
+}
+
+// fakeRoute is a route that does what it is told: the weights split as every backend splits
+// them, the A/B route and mirror as flags.
+type fakeRoute struct{ r traffic.Routing }
+
+func (f fakeRoute) Routing() traffic.Routing { return f.r }
+
+func (f fakeRoute) Plan(d traffic.Desired) (traffic.Change, error) {
+	if err := d.CheckDrift(f.r); err != nil {
+		return traffic.Change{}, err
 	}
-	st, err := istio.NewState("prod", "reviews", "1", raw, istio.Target{Namespace: "prod", VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-	if err != nil {
-		t.Fatal(err)
+	next := f.r
+	if !d.KeepWeights {
+		ds := append([]traffic.Destination(nil), f.r.Destinations...)
+		if next.CanaryWeight() == 0 && len(ds) == 1 {
+			ds = append(ds, traffic.Destination{Host: "reviews", Subset: "v2", Role: traffic.RoleCanary})
+		}
+		var err error
+		if next.Destinations, err = traffic.SplitWeights(ds, d.CanaryWeight, "route default of VirtualService prod/reviews"); err != nil {
+			return traffic.Change{}, err
+		}
 	}
-	return &fakeTraffic{state: st, failAt: map[int]error{}}
+	next.ABRoute, next.MirrorPercent = "", d.MirrorPercent
+	if d.AB {
+		next.ABRoute = "meshroll-ab-v2"
+	}
+	return traffic.Change{Before: f.r, After: next, Changed: next.Summary() != f.r.Summary(), Next: fakeRoute{next}}, nil
 }
 
 func (f *fakeTraffic) Read(context.Context) (traffic.State, error) { return f.state, f.readErr }
