@@ -157,11 +157,14 @@ type Runner struct {
 	// DriftInterval is how often a hold checks that the route still does what the run left
 	// it doing; 0 checks only at the hold's end.
 	DriftInterval time.Duration
+	// WriteTimeout bounds one step's write: conflicts and an API server that does not answer
+	// are retried until then, and then the run fails and returns traffic to stable.
+	WriteTimeout time.Duration
 }
 
 // NewRunner returns a Runner with real time. a may be nil (no metric analysis).
 func NewRunner(t Traffic, a Analysis, log Log) *Runner {
-	return &Runner{Traffic: t, Analysis: a, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second, CancelTimeout: 5 * time.Second, DriftInterval: 5 * time.Second}
+	return &Runner{Traffic: t, Analysis: a, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second, CancelTimeout: 5 * time.Second, DriftInterval: 5 * time.Second, WriteTimeout: 30 * time.Second}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -287,7 +290,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		r.Log.StepStarted(step)
 		d := stage.Desired
 		d.Expect = &last
-		applied, err := r.Traffic.Apply(ctx, d)
+		applied, err := r.write(ctx, d)
 		if err == nil {
 			last = applied.After
 			step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
@@ -325,6 +328,16 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	default:
 		res.Outcome = WeightSet
 	}
+}
+
+// write applies one step within WriteTimeout (none when it is 0).
+func (r *Runner) write(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
+	if r.WriteTimeout <= 0 {
+		return r.Traffic.Apply(ctx, d)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, r.WriteTimeout, fmt.Errorf("no write to the route landed within %s", r.WriteTimeout))
+	defer cancel()
+	return r.Traffic.Apply(ctx, d)
 }
 
 // skipPassed drops the weighted steps a progression has passed (see Plan.from), saying so.

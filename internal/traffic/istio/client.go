@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"os"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -20,9 +23,10 @@ import (
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-// conflictBackoff bounds the re-read, re-plan, re-write loop when someone else writes the
-// VirtualService between our read and our write.
-var conflictBackoff = wait.Backoff{Steps: 6, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2}
+// retryBackoff paces the attempts of one write: a conflict with another writer, or an API
+// server that did not answer or answered 429/5xx, is tried again, from a fresh read, until the
+// caller's context ends (its budget: a step's write, a rollback's).
+var retryBackoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second, Steps: math.MaxInt32}
 
 // resource is the VirtualService resource of the networking.istio.io/v1 API.
 const resource = "virtualservices"
@@ -97,41 +101,92 @@ func (c *Client) readObject(ctx context.Context) (*State, object, error) {
 }
 
 // Apply makes the steered route do d. It reads, plans, and writes one JSON patch guarded by
-// the resourceVersion it read and by test operations on what the plan relies on; when
-// another writer got there first it starts again from a fresh read, a bounded number of
-// times. What was written is read back and compared with the plan. A route that already does
-// d is not written.
+// the resourceVersion it read and by test operations on what the plan relies on. When another
+// writer got there first, or the API server did not answer (refused, reset, timed out, 429,
+// 5xx), it starts again from a fresh read, with backoff, for as long as ctx lasts: give it a
+// deadline. What was written is read back and compared with the plan. A route that already
+// does d is not written.
 func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
-	var out traffic.Applied
-	attempts := 0
-	err := wait.ExponentialBackoffWithContext(ctx, conflictBackoff, func(ctx context.Context) (bool, error) {
+	backoff := retryBackoff
+	attempts, conflicts := 0, 0
+	var last error
+	for {
 		attempts++
-		var err error
-		out, err = c.applyOnce(ctx, d)
-		out.Conflicts = attempts - 1
-		if errors.Is(err, errConflict) {
-			return false, nil
+		out, err := c.applyOnce(ctx, d, attempts > 1)
+		switch {
+		case err == nil:
+			out.Conflicts = conflicts
+			return out, nil
+		case errors.Is(err, errConflict):
+			conflicts++
+		case ctx.Err() != nil: // the budget ended during the attempt: said below
+		case !transient(err):
+			return traffic.Applied{}, err
 		}
-		return true, err
-	})
-	switch {
-	case wait.Interrupted(err) && ctx.Err() == nil:
-		return traffic.Applied{}, fmt.Errorf("gave up after %d conflicting writes to VirtualService %s/%s (another writer keeps changing it)", attempts, c.target.Namespace, c.target.VirtualService)
-	case wait.Interrupted(err):
-		return traffic.Applied{}, fmt.Errorf("failed to write VirtualService %s/%s: %w", c.target.Namespace, c.target.VirtualService, context.Cause(ctx))
+		if ctx.Err() != nil {
+			if !errors.Is(err, errConflict) {
+				attempts-- // cut short by the budget: it tells nothing about the server
+			}
+			return traffic.Applied{}, c.gaveUp(ctx, attempts, conflicts, last)
+		}
+		last = err
+		timer := time.NewTimer(backoff.Step())
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return traffic.Applied{}, c.gaveUp(ctx, attempts, conflicts, last)
+		case <-timer.C:
+		}
 	}
-	return out, err
+}
+
+// gaveUp says why a write that kept being retried did not land.
+func (c *Client) gaveUp(ctx context.Context, attempts, conflicts int, last error) error {
+	vs := fmt.Sprintf("VirtualService %s/%s", c.target.Namespace, c.target.VirtualService)
+	switch {
+	case attempts == 0:
+		return fmt.Errorf("%w: the write to %s had not landed", context.Cause(ctx), vs)
+	case conflicts == attempts:
+		return fmt.Errorf("%w: another writer kept changing %s (%d conflicting writes)", context.Cause(ctx), vs, conflicts)
+	}
+	return fmt.Errorf("%w: the write to %s did not land in %d attempts (%d of them conflicting with another writer); last: %v", context.Cause(ctx), vs, attempts, conflicts, last)
+}
+
+// transient says whether an API error is worth another attempt: no answer (refused, reset,
+// cut, timed out) or an answer that says "later" (429, 5xx).
+func transient(err error) bool {
+	var netErr net.Error
+	switch {
+	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
+		apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err):
+		return true
+	case utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err), utilnet.IsProbableEOF(err):
+		return true
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return true
+	}
+	var status apierrors.APIStatus
+	return errors.As(err, &status) && status.Status().Code >= 500
 }
 
 // errConflict says another writer changed the object between our read and our write.
 var errConflict = errors.New("conflicting write")
 
-func (c *Client) applyOnce(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
+func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (traffic.Applied, error) {
 	state, uid, err := c.read(ctx)
 	if err != nil {
 		return traffic.Applied{}, err
 	}
 	change, err := state.Plan(d)
+	if errors.Is(err, traffic.ErrDrift) && retry {
+		// An earlier attempt that got no answer may have landed: a route that already does d
+		// is this run's own write, not another writer's.
+		undisturbed := d
+		undisturbed.Expect = nil
+		if done, err := state.Plan(undisturbed); err == nil && !done.Changed {
+			return traffic.Applied{Change: done, ResourceVersion: done.After.ResourceVersion}, nil
+		}
+	}
 	if err != nil {
 		return traffic.Applied{}, err
 	}

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,12 +17,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshroll/meshroll/internal/testenv"
 	"github.com/meshroll/meshroll/internal/traffic"
@@ -293,7 +300,8 @@ func TestReorderedDestinationsArePinned(t *testing.T) {
 	}
 }
 
-// A writer that never stops changing the object makes meshroll give up, not loop forever.
+// A writer that never stops changing the object makes meshroll give up when its budget ends,
+// not loop forever, and say so.
 func TestConflictRetryIsBounded(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
@@ -302,12 +310,14 @@ func TestConflictRetryIsBounded(t *testing.T) {
 	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
 	c.beforeWrite = func(ctx context.Context) {
 		patch := `{"metadata":{"annotations":{"touched":"` + time.Now().Format(time.RFC3339Nano) + `"}}}`
-		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil && ctx.Err() == nil {
 			t.Error(err)
 		}
 	}
-	_, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 50})
-	if err == nil || !strings.Contains(err.Error(), "gave up after 6 conflicting writes") {
+	ctx, cancel := context.WithTimeoutCause(t.Context(), 2*time.Second, errors.New("the write's budget of 2s ended"))
+	defer cancel()
+	_, err := c.Apply(ctx, traffic.Desired{CanaryWeight: 50})
+	if err == nil || !strings.Contains(err.Error(), "the write's budget of 2s ended: another writer kept changing VirtualService "+ns+"/reviews") {
 		t.Fatalf("err = %v", err)
 	}
 	vs := getRaw(t, env, "v1", ns)
@@ -488,4 +498,82 @@ func TestPreflightRefusesAControllersObject(t *testing.T) {
 	if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
 		t.Errorf("preflight wrote: resourceVersion %s → %s", rv, got)
 	}
+}
+
+// flakyAPIServer is a loopback proxy in front of the test API server that answers the first
+// fail PATCH requests with 503, as an API server does during a control-plane upgrade.
+func flakyAPIServer(t *testing.T, env *testenv.Env, fail int32) (istioclient.Interface, kubernetes.Interface, *atomic.Int32) {
+	t.Helper()
+	transport, err := rest.TransportFor(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(env.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = transport
+	var patches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch && patches.Add(1) <= fail {
+			http.Error(w, "etcd leader changed", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := &rest.Config{Host: srv.URL}
+	ic, err := istioclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ic, kc, &patches
+}
+
+// An API server that refuses writes for a moment (503s) is retried until the write lands;
+// one that keeps refusing fails when the budget ends, naming the last answer.
+func TestTransientErrorsAreRetried(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	t.Run("a few 503s", func(t *testing.T) {
+		t.Parallel()
+		ns := env.Namespace(t)
+		env.Apply(t, ns, fixtureText(t, "weighted-with-policies.yaml"))
+		ic, kc, patches := flakyAPIServer(t, env, 3)
+		c := NewClient(ic, kc, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		applied, err := c.Apply(ctx, traffic.Desired{CanaryWeight: 40})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := traffic.DescribeWeights(applied.After.Destinations); got != "v1 60, v2 40" {
+			t.Errorf("weights %s", got)
+		}
+		if n := patches.Load(); n != 4 {
+			t.Errorf("%d patches sent, want 4 (3 refused, then the one that landed)", n)
+		}
+	})
+	t.Run("refused until the budget ends", func(t *testing.T) {
+		t.Parallel()
+		ns := env.Namespace(t)
+		env.Apply(t, ns, fixtureText(t, "weighted-with-policies.yaml"))
+		ic, kc, _ := flakyAPIServer(t, env, 1<<30)
+		c := NewClient(ic, kc, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
+		rv := getRaw(t, env, "v1", ns).GetResourceVersion()
+		ctx, cancel := context.WithTimeoutCause(t.Context(), 2*time.Second, errors.New("no write to the route landed within 2s"))
+		defer cancel()
+		_, err := c.Apply(ctx, traffic.Desired{CanaryWeight: 40})
+		if err == nil || !strings.Contains(err.Error(), "no write to the route landed within 2s: the write to VirtualService "+ns+"/reviews did not land in") || !strings.Contains(err.Error(), "the server is currently unable to handle the request") {
+			t.Fatalf("err = %v", err)
+		}
+		if got := getRaw(t, env, "v1", ns).GetResourceVersion(); got != rv {
+			t.Errorf("resourceVersion %s → %s", rv, got)
+		}
+	})
 }
