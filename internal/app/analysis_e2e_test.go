@@ -321,13 +321,22 @@ type weightWatch struct {
 // with each new weight.
 func (r *rig) watchCanary(tb testing.TB, onChange func(weight int)) *weightWatch {
 	tb.Helper()
+	w := &weightWatch{}
+	r.watchReviews(tb, func(vs *networkingv1.VirtualService) { w.record(canaryWeight(vs), onChange) })
+	return w
+}
+
+// watchReviews calls seen with the reviews VirtualService as it is, then, in a goroutine, with
+// every version the API server reports through a watch (resumed from the last one seen, so
+// that no write escapes it however short-lived), until the test ends.
+func (r *rig) watchReviews(tb testing.TB, seen func(*networkingv1.VirtualService)) {
+	tb.Helper()
 	client := r.env.Istio.NetworkingV1().VirtualServices(r.ns)
 	vs, err := client.Get(tb.Context(), "reviews", metav1.GetOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := &weightWatch{}
-	w.record(canaryWeight(vs), onChange)
+	seen(vs)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -345,14 +354,13 @@ func (r *rig) watchCanary(tb testing.TB, onChange func(weight int)) *weightWatch
 			for ev := range watcher.ResultChan() {
 				if vs, ok := ev.Object.(*networkingv1.VirtualService); ok {
 					rv = vs.ResourceVersion
-					w.record(canaryWeight(vs), onChange)
+					seen(vs)
 				}
 			}
 			watcher.Stop()
 		}
 	}()
 	tb.Cleanup(func() { cancel(); <-done })
-	return w
 }
 
 func (w *weightWatch) record(weight int, onChange func(int)) {

@@ -19,7 +19,6 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/meshroll/meshroll/internal/meshsim"
 )
@@ -150,37 +149,8 @@ type shapeWatch struct {
 
 func (r *rig) watchShapes(tb testing.TB) *shapeWatch {
 	tb.Helper()
-	client := r.env.Istio.NetworkingV1().VirtualServices(r.ns)
-	vs, err := client.Get(tb.Context(), "reviews", metav1.GetOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	w := &shapeWatch{client: client}
-	w.record(vs)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rv := vs.ResourceVersion
-		for ctx.Err() == nil {
-			watcher, err := client.Watch(ctx, metav1.ListOptions{
-				FieldSelector:   fields.OneTermEqualSelector("metadata.name", "reviews").String(),
-				ResourceVersion: rv,
-			})
-			if err != nil {
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			for ev := range watcher.ResultChan() {
-				if vs, ok := ev.Object.(*networkingv1.VirtualService); ok {
-					rv = vs.ResourceVersion
-					w.record(vs)
-				}
-			}
-			watcher.Stop()
-		}
-	}()
-	tb.Cleanup(func() { cancel(); <-done })
+	w := &shapeWatch{client: r.env.Istio.NetworkingV1().VirtualServices(r.ns)}
+	r.watchReviews(tb, w.record)
 	return w
 }
 
