@@ -160,3 +160,23 @@ func (p Plan) serves() (stable, canary bool) {
 	}
 	return stable, canary
 }
+
+// shaped says whether the plan has a stage other than weights (mirror, A/B).
+func (p Plan) shaped() bool {
+	for _, s := range p {
+		if s.Kind != KindWeight || s.Desired.AB || s.Desired.MirrorPercent > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// held says whether any stage of the plan is held.
+func (p Plan) held() bool {
+	for _, s := range p {
+		if s.Hold > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -4,10 +4,7 @@ package rollout
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 
 	"github.com/meshroll/meshroll/internal/analysis"
@@ -32,114 +29,6 @@ type Analysis interface {
 	// Evaluate judges the canary over the window that ends at at.
 	Evaluate(ctx context.Context, at time.Time) (analysis.Window, error)
 }
-
-// Outcome is how a run ended; each outcome has one exit code.
-type Outcome string
-
-const (
-	Promoted   Outcome = "promoted"    // the canary has all traffic
-	WeightSet  Outcome = "weight-set"  // the canary has the asked weight (below 100)
-	RolledBack Outcome = "rolled-back" // rollback mode moved all traffic to stable
-	Unchanged  Outcome = "unchanged"   // every weight was already in place; nothing written
-	Status     Outcome = "status"      // status mode: read only
-	DryRun     Outcome = "dry-run"     // planned and printed; nothing written
-	Invalid    Outcome = "invalid"     // bad input or a failed preflight; nothing written
-	// Set by metric analysis: the canary was judged and traffic returned to stable.
-	CanaryFailed Outcome = "canary-failed" // a check failed past its threshold
-	Inconclusive Outcome = "inconclusive"  // not enough data to judge
-	Failed       Outcome = "failed"        // runtime or infrastructure failure; traffic returned to stable where possible
-	Interrupted  Outcome = "interrupted"   // another writer changed the route: the run stopped without writing
-	Cancelled    Outcome = "cancelled"     // a signal stopped the run; traffic returned to stable where possible
-)
-
-// ExitCode is the process exit code of the contract in README.md.
-func (o Outcome) ExitCode() int {
-	switch o {
-	case Invalid:
-		return 2
-	case CanaryFailed:
-		return 3
-	case Inconclusive:
-		return 4
-	case Failed, Interrupted:
-		return 1
-	case Cancelled:
-		return 130
-	}
-	return 0
-}
-
-// Action says why a step wrote (or would write) weights.
-type Action string
-
-const (
-	ActionSet      Action = "set"      // a step of the asked mode
-	ActionPlan     Action = "plan"     // dry run: planned, not written
-	ActionRollback Action = "rollback" // automatic return to stable after a failure or cancel
-)
-
-// Step is one entry of the timeline.
-type Step struct {
-	Index        int                   `json:"index"` // 1-based; 0 for an automatic rollback
-	Of           int                   `json:"of"`
-	Action       Action                `json:"action"`
-	Kind         Kind                  `json:"kind,omitempty"` // what the stage did: weight, ab or mirror
-	CanaryWeight int                   `json:"canaryWeight"`
-	Before       []traffic.Destination `json:"before"`
-	After        []traffic.Destination `json:"after"`
-	Changed      bool                  `json:"changed"`
-	Patch        []traffic.PatchOp     `json:"patch,omitempty"`
-	StartedAt    time.Time             `json:"startedAt"`
-	HeldUntil    time.Time             `json:"heldUntil,omitzero"`
-	// Windows are the metric analysis windows judged while the step was held, oldest first.
-	Windows []analysis.Window `json:"windows,omitempty"`
-	// Error is why the run ended during this step's hold (a failed check, a cancel, ...).
-	Error string `json:"error,omitempty"`
-}
-
-// Result is the whole story of a run, for reporters.
-type Result struct {
-	Mode           config.Mode           `json:"mode"`
-	Outcome        Outcome               `json:"result"`
-	Namespace      string                `json:"namespace"`
-	VirtualService string                `json:"virtualService"`
-	Route          string                `json:"route,omitempty"`
-	StableSubset   string                `json:"stableSubset,omitempty"`
-	CanarySubset   string                `json:"canarySubset,omitempty"`
-	StableService  string                `json:"stableService,omitempty"` // host-level split
-	CanaryService  string                `json:"canaryService,omitempty"`
-	StartedAt      time.Time             `json:"startedAt"`
-	FinishedAt     time.Time             `json:"finishedAt"`
-	Steps          []Step                `json:"steps"`
-	Final          []traffic.Destination `json:"final,omitempty"` // weights at the end, as last read or written
-	Reason         string                `json:"reason,omitempty"`
-	FailedCheck    string                `json:"failedCheck,omitempty"` // the check that failed the canary
-	Analysis       bool                  `json:"analysis"`              // metric analysis gated the steps
-	Err            error                 `json:"-"`
-}
-
-// StableName names the stable version in messages: its subset, else its Service.
-func (r Result) StableName() string { return config.VersionName(r.StableSubset, r.StableService) }
-
-// CanaryName names the canary version in messages: its subset, else its Service.
-func (r Result) CanaryName() string { return config.VersionName(r.CanarySubset, r.CanaryService) }
-
-// Log receives a run as it happens: lines, and the bounds of each step so that a CI system
-// can fold a step's lines into a section.
-type Log interface {
-	Printf(format string, args ...any)
-	StepStarted(s Step) // before the step's write; s.After is empty
-	StepDone(s Step)    // after the write and the hold, or the failure that ended the step
-}
-
-// WriterLog is a Log that writes plain lines to w.
-func WriterLog(w io.Writer) Log { return writerLog{w} }
-
-type writerLog struct{ w io.Writer }
-
-func (l writerLog) Printf(format string, args ...any) { fmt.Fprintf(l.w, format+"\n", args...) }
-func (writerLog) StepStarted(Step)                    {}
-func (writerLog) StepDone(Step)                       {}
 
 // Runner runs one mode against one VirtualService.
 type Runner struct {
@@ -167,17 +56,6 @@ func NewRunner(t Traffic, a Analysis, log Log) *Runner {
 	return &Runner{Traffic: t, Analysis: a, Log: log, Now: time.Now, Hold: sleep, RollbackTimeout: 30 * time.Second, CancelTimeout: 5 * time.Second, DriftInterval: 5 * time.Second, WriteTimeout: 30 * time.Second}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 // Run runs cfg.Mode. It never panics on a cluster error: every way a run can end is an
 // Outcome in the Result, with Err set for invalid, failed and cancelled runs.
 func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
@@ -203,17 +81,9 @@ func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 
 func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result) {
 	if cfg.Mode == config.ModeStatus {
-		state, err := r.Traffic.Read(ctx)
-		if err != nil {
-			r.fail(ctx, parent, res, err)
-			return
-		}
-		now := state.Routing()
-		res.Route, res.Final, res.Outcome = now.Route, now.Destinations, Status
-		r.logf("%s/%s route %s: %s", now.Namespace, now.Name, now.Route, traffic.DescribeWeights(now.Destinations))
+		r.status(ctx, parent, res)
 		return
 	}
-
 	plan := NewPlan(cfg, res.Analysis)
 	if cfg.Mode == config.ModeProgress {
 		// A progression run again goes on from the canary's weight (a failed read is
@@ -222,14 +92,64 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 			plan = r.skipPassed(plan, state.Routing().CanaryWeight())
 		}
 	}
+	r.announce(cfg, plan, res.Analysis)
+	state, ok := r.preflight(ctx, parent, cfg, checksFor(cfg, plan), res)
+	if !ok {
+		return
+	}
+	now := state.Routing()
+	if cfg.Mode == config.ModeProgress {
+		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since the first read
+	}
+	if len(plan) == 0 {
+		r.logf("nothing to do: the canary already has %d%%, as much as the progression's last step or more", now.CanaryWeight())
+		res.Outcome = Unchanged
+		return
+	}
+	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight
+	// larger than what other destinations leave) stops the run before the first write.
+	changes := make([]traffic.Change, len(plan))
+	for i, stage := range plan {
+		var err error
+		if changes[i], err = state.Plan(stage.Desired); err != nil {
+			r.fail(ctx, parent, res, err)
+			return
+		}
+		state = changes[i].Next
+	}
+	if cfg.DryRun {
+		r.dryRun(plan, changes, now.ResourceVersion, res)
+		return
+	}
+	r.execute(ctx, parent, cfg, plan, now, res)
+}
+
+// status reads the route and reports its weights; it writes nothing.
+func (r *Runner) status(ctx, parent context.Context, res *Result) {
+	state, err := r.Traffic.Read(ctx)
+	if err != nil {
+		r.fail(ctx, parent, res, err)
+		return
+	}
+	now := state.Routing()
+	res.Route, res.Final, res.Outcome = now.Route, now.Destinations, Status
+	r.logf("%s/%s route %s: %s", now.Namespace, now.Name, now.Route, traffic.DescribeWeights(now.Destinations))
+}
+
+// checksFor is what the preflight verifies for plan: rollback must work while the canary is
+// broken, but the stable version must be able to take the traffic.
+func checksFor(cfg config.Config, plan Plan) traffic.Checks {
+	if cfg.Mode == config.ModeRollback {
+		return traffic.Checks{Write: !cfg.DryRun, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, StableServes: true}
+	}
 	checks := traffic.Checks{Canary: true, CanaryDeployment: cfg.CanaryDeployment, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, Write: !cfg.DryRun}
 	checks.StableServes, checks.CanaryServes = plan.serves()
-	if cfg.Mode == config.ModeRollback {
-		// Returning to stable must work while the canary is broken; the stable version must
-		// be able to take the traffic.
-		checks = traffic.Checks{Write: !cfg.DryRun, StableDeployment: cfg.StableDeployment, ReadyTimeout: cfg.ReadyTimeout, StableServes: true}
-	}
-	if !res.Analysis && cfg.Mode == config.ModeProgress {
+	return checks
+}
+
+// announce logs what the run is about to do.
+func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
+	if !judged && cfg.Mode == config.ModeProgress {
 		note := "nothing stops a failing canary between steps"
 		if plan.held() {
 			note = "steps are timed only and " + note
@@ -241,75 +161,43 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	if cfg.DryRun || plan.shaped() {
 		r.logf("plan:\n%s", plan.Describe())
 	}
+}
+
+// preflight checks the route and the queries before anything is written; ok is false when
+// the run ended there.
+func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, checks traffic.Checks, res *Result) (traffic.State, bool) {
 	state, err := r.Traffic.Preflight(ctx, checks)
 	if err != nil {
 		r.fail(ctx, parent, res, err)
-		return
+		return nil, false
 	}
 	now := state.Routing()
 	res.Route, res.Final = now.Route, now.Destinations
 	if res.Analysis {
 		if err := r.Analysis.Preflight(ctx); err != nil {
 			r.fail(ctx, parent, res, analysisPreflightError(err))
-			return
+			return nil, false
 		}
 	}
 	if now.Chosen != "" {
 		r.logf("NOTE: %s", now.Chosen)
 	}
 	r.logf("preflight passed: route %s now %s", now.Route, traffic.DescribeWeights(now.Destinations))
-	if cfg.Mode == config.ModeProgress {
-		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since the first read
-	}
-	if len(plan) == 0 {
-		r.logf("nothing to do: the canary already has %d%%, as much as the progression's last step or more", now.CanaryWeight())
-		res.Outcome = Unchanged
-		return
-	}
+	return state, true
+}
 
-	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight
-	// larger than what other destinations leave) stops the run before the first write.
-	changes := make([]traffic.Change, len(plan))
-	for i, stage := range plan {
-		if changes[i], err = state.Plan(stage.Desired); err != nil {
-			r.fail(ctx, parent, res, err)
-			return
-		}
-		state = changes[i].Next
-	}
-	if cfg.DryRun {
-		r.dryRun(plan, changes, now.ResourceVersion, res)
-		return
-	}
-
+// execute takes the plan's stages in turn from now, the route as preflight read it, and
+// returns traffic to stable when one fails.
+func (r *Runner) execute(ctx, parent context.Context, cfg config.Config, plan Plan, now traffic.Routing, res *Result) {
 	changed := false
 	judge := &judge{threshold: cfg.Analysis.FailureThreshold}
 	last := now // what the route does as this run left it
 	for _, stage := range plan {
 		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, Kind: stage.Kind, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
-		d := stage.Desired
-		d.Expect = &last
-		applied, err := r.write(ctx, d)
-		if err == nil {
-			last = applied.After
-			step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
-			step.CanaryWeight = applied.After.CanaryWeight()
-			res.Final, changed = applied.After.Destinations, changed || applied.Changed
-			r.logStep(step, cfg.VirtualService, applied)
-			if stage.Hold > 0 {
-				step.HeldUntil = step.StartedAt.Add(stage.Hold)
-				if stage.Judged {
-					r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, stage.Hold, cfg.Analysis.Interval)
-					err = r.analyze(ctx, cfg, &step, stage.Hold, judge, last)
-				} else {
-					r.logf("step %d/%d: holding %s", step.Index, step.Of, stage.Hold)
-					err = r.hold(ctx, stage.Hold, last)
-				}
-			}
-			if err != nil {
-				step.Error = explain(ctx, parent, err).Error()
-			}
+		err := r.step(ctx, parent, cfg, stage, &step, &last, judge)
+		if step.After != nil {
+			res.Final, changed = step.After, changed || step.Changed
 			res.Steps = append(res.Steps, step) // after the hold: with its windows
 		}
 		r.Log.StepDone(step)
@@ -328,6 +216,35 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	default:
 		res.Outcome = WeightSet
 	}
+}
+
+// step writes one stage and holds it; step records what happened, last what the route does
+// as the run left it. A step whose write failed has no After.
+func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stage, step *Step, last *traffic.Routing, j *judge) error {
+	d := stage.Desired
+	d.Expect = last
+	applied, err := r.write(ctx, d)
+	if err != nil {
+		return err
+	}
+	*last = applied.After
+	step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
+	step.CanaryWeight = applied.After.CanaryWeight()
+	r.logStep(*step, cfg.VirtualService, applied)
+	if stage.Hold > 0 {
+		step.HeldUntil = step.StartedAt.Add(stage.Hold)
+		if stage.Judged {
+			r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, stage.Hold, cfg.Analysis.Interval)
+			err = r.analyze(ctx, cfg, step, stage.Hold, j, *last)
+		} else {
+			r.logf("step %d/%d: holding %s", step.Index, step.Of, stage.Hold)
+			err = r.hold(ctx, stage.Hold, *last)
+		}
+	}
+	if err != nil {
+		step.Error = explain(ctx, parent, err).Error()
+	}
+	return err
 }
 
 // write applies one step within WriteTimeout (none when it is 0).
@@ -349,222 +266,6 @@ func (r *Runner) skipPassed(plan Plan, current int) Plan {
 	return left
 }
 
-// hold waits d, checking every DriftInterval, and at the end, that the route still does
-// what the run left it doing (last).
-func (r *Runner) hold(ctx context.Context, d time.Duration, last traffic.Routing) error {
-	for d > 0 {
-		chunk := d
-		if r.DriftInterval > 0 {
-			chunk = min(d, r.DriftInterval)
-		}
-		if err := r.Hold(ctx, chunk); err != nil {
-			return err
-		}
-		d -= chunk
-		if err := r.checkDrift(ctx, last); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkDrift reads the route and fails with traffic.ErrDrift when someone else changed it.
-func (r *Runner) checkDrift(ctx context.Context, last traffic.Routing) error {
-	state, err := r.Traffic.Read(ctx)
-	if err != nil {
-		return err
-	}
-	return traffic.Desired{Expect: &last}.CheckDrift(state.Routing())
-}
-
-// shaped says whether the plan has a stage other than weights (mirror, A/B).
-func (p Plan) shaped() bool {
-	for _, s := range p {
-		if s.Kind != KindWeight || s.Desired.AB || s.Desired.MirrorPercent > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// held says whether any stage of the plan is held.
-func (p Plan) held() bool {
-	for _, s := range p {
-		if s.Hold > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// dryRun logs the plan and every patch it would send, and records the planned steps.
-func (r *Runner) dryRun(plan Plan, changes []traffic.Change, resourceVersion string, res *Result) {
-	r.logf("dry run: nothing will be written")
-	for i, stage := range plan {
-		c := changes[i]
-		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionPlan, Kind: stage.Kind, CanaryWeight: c.After.CanaryWeight(),
-			Before: c.Before.Destinations, After: c.After.Destinations, Changed: c.Changed, Patch: c.Patch, StartedAt: r.Now()}
-		res.Steps = append(res.Steps, step)
-		r.Log.StepStarted(step)
-		r.logDryRun(step, c, resourceVersion)
-		r.Log.StepDone(step)
-		if c.Changed {
-			// A later step's precondition is the version the previous write creates.
-			resourceVersion = fmt.Sprintf("<resourceVersion after step %d>", stage.Index)
-		}
-	}
-	res.Outcome, res.Final = DryRun, changes[len(changes)-1].After.Destinations
-}
-
-// fail ends a run before anything was written.
-func (r *Runner) fail(ctx, parent context.Context, res *Result, err error) {
-	res.Err = explain(ctx, parent, err)
-	switch {
-	case parent.Err() != nil:
-		res.Outcome = Cancelled
-	case ctx.Err() != nil:
-		res.Outcome = Failed // MESHROLL_TIMEOUT
-	case errors.Is(err, traffic.ErrPreflight), errors.Is(err, errAnalysisInput):
-		res.Outcome = Invalid
-	default:
-		res.Outcome = Failed
-	}
-}
-
-// explain replaces an error that only says a context ended ("context canceled", a client's
-// "Patch ...: context deadline exceeded") with why it ended: the signal that cancelled the
-// run ("cancelled by SIGTERM"), or MESHROLL_TIMEOUT. ctx is the run's context, parent the
-// caller's; an error with its own cause is kept.
-func explain(ctx, parent context.Context, err error) error {
-	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	var cause error
-	switch {
-	case parent.Err() != nil:
-		cause = context.Cause(parent)
-	case ctx.Err() != nil:
-		cause = context.Cause(ctx)
-	default:
-		return err // an inner deadline (a request's): the error says whose
-	}
-	if cause == context.Canceled {
-		return errCancelled
-	}
-	return cause
-}
-
-// errCancelled is a cancel without a stated cause; it still matches context.Canceled.
-var errCancelled = cancelled{}
-
-type cancelled struct{}
-
-func (cancelled) Error() string        { return "cancelled" }
-func (cancelled) Is(target error) bool { return target == context.Canceled }
-
-// abort ends a run that may have moved traffic: a progression (or a phase judged by metric
-// analysis) returns it to stable, unless the input says to leave it for this kind of ending.
-func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Result, err error) {
-	r.fail(ctx, parent, res, err)
-	var failed *checkFailed
-	switch {
-	case errors.As(err, &failed):
-		res.Outcome, res.FailedCheck = CanaryFailed, failed.result.Check
-	case errors.Is(err, errInconclusive):
-		res.Outcome = Inconclusive
-	case errors.Is(err, traffic.ErrDrift):
-		// Someone else moved the route: leave it as they set it, never fight them.
-		res.Outcome = Interrupted
-		r.logf("%s: leaving the route as the other writer set it", res.Outcome)
-		return
-	case res.Outcome == Invalid:
-		// The cluster changed under a running progression (say, a destination was added):
-		// that is a runtime failure, not bad input.
-		res.Outcome = Failed
-	}
-	if cfg.Mode != config.ModeProgress && !(cfg.Mode == config.ModePhase && res.Analysis) {
-		return
-	}
-	timeout := r.RollbackTimeout
-	switch {
-	case res.Outcome == Inconclusive && cfg.OnInconclusive == config.ActionHold:
-		r.logf("%s: leaving the weights as they are (MESHROLL_ON_INCONCLUSIVE=hold)", res.Outcome)
-		return
-	case res.Outcome == Cancelled && cfg.OnCancel == config.ActionLeave:
-		r.logf("%s: leaving the weights as they are (MESHROLL_ON_CANCEL=leave)", res.Outcome)
-		return
-	case res.Outcome == Cancelled:
-		timeout = r.CancelTimeout
-	}
-	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableName())
-	rollbackCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), timeout, fmt.Errorf("the rollback did not finish within %s", timeout))
-	defer cancel()
-	step := Step{Action: ActionRollback, StartedAt: r.Now()}
-	r.Log.StepStarted(step)
-	defer func() { r.Log.StepDone(step) }()
-	applied, rbErr := r.Traffic.Apply(rollbackCtx, traffic.Desired{CanaryWeight: 0})
-	if rbErr != nil {
-		if rollbackCtx.Err() != nil && errors.Is(rbErr, context.DeadlineExceeded) {
-			rbErr = context.Cause(rollbackCtx)
-		}
-		if res.Outcome != Cancelled { // a cancelled run exits 130 whatever happened after
-			res.Outcome = Failed
-		}
-		res.Err = fmt.Errorf("%w; and the rollback to %s failed, so the canary may still receive traffic: %w", res.Err, cfg.StableName(), rbErr)
-		r.logf("rollback failed: %v", rbErr)
-		return
-	}
-	step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
-	res.Steps = append(res.Steps, step)
-	res.Final = applied.After.Destinations
-	r.logf("rollback: %s %s", cfg.VirtualService, describe(applied))
-}
-
 // analyzed says whether metric analysis gates the mode: the modes that hold a partial
 // weight. promote, rollback and status move straight to an end (or nowhere).
 func analyzed(m config.Mode) bool { return m == config.ModeProgress || m == config.ModePhase }
-
-func (r *Runner) logStep(s Step, vs string, applied traffic.Applied) {
-	r.logf("step %d/%d: %s %s", s.Index, s.Of, vs, describe(applied))
-	for _, w := range applied.Warnings {
-		r.logf("warning: %s", w)
-	}
-}
-
-func describe(applied traffic.Applied) string {
-	if !applied.Changed {
-		return traffic.DescribeWeights(applied.After.Destinations) + " (already in place, nothing written)"
-	}
-	return applied.Describe()
-}
-
-func (r *Runner) logDryRun(s Step, c traffic.Change, resourceVersion string) {
-	if !c.Changed {
-		r.logf("dry run step %d/%d: %s (already in place, nothing to write)", s.Index, s.Of, traffic.DescribeWeights(c.After.Destinations))
-		return
-	}
-	patch, err := c.PatchJSON(resourceVersion)
-	if err != nil {
-		patch = []byte(err.Error())
-	}
-	r.logf("dry run step %d/%d: %s\n  patch: %s", s.Index, s.Of, c.Describe(), patch)
-}
-
-func (r *Runner) logf(format string, args ...any) {
-	r.Log.Printf(format, args...)
-}
-
-func holdNote(cfg config.Config) string {
-	if cfg.Mode != config.ModeProgress {
-		return ""
-	}
-	return fmt.Sprintf(", holding each %s", cfg.StepDuration)
-}
-
-func joinInts(ws []int) string {
-	parts := make([]string, len(ws))
-	for i, w := range ws {
-		parts[i] = fmt.Sprint(w)
-	}
-	return strings.Join(parts, ",")
-}
