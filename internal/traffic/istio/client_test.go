@@ -226,6 +226,21 @@ func TestUnknownFieldSurvives(t *testing.T) {
 	}
 }
 
+// patchBeforeFirstWrite makes another writer apply a JSON patch to the reviews
+// VirtualService between c's first read and its first write.
+func patchBeforeFirstWrite(t *testing.T, env *testenv.Env, ns string, c *Client, patch string) {
+	t.Helper()
+	var writes atomic.Int32
+	c.beforeWrite = func(ctx context.Context) {
+		if writes.Add(1) > 1 {
+			return
+		}
+		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // Another writer changes the object between our read and our write: the guarded patch fails,
 // meshroll re-reads and re-plans, and both changes are in the result.
 func TestConcurrentWriter(t *testing.T) {
@@ -234,17 +249,8 @@ func TestConcurrentWriter(t *testing.T) {
 	ns := env.Namespace(t)
 	env.Apply(t, ns, fixtureText(t, "three-subsets.yaml")) // v1 60, v3 30, v2 10
 	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-	var writes atomic.Int32
-	c.beforeWrite = func(ctx context.Context) {
-		if writes.Add(1) > 1 {
-			return
-		}
-		// Someone adds a timeout and moves the experiment v3 from 30 to 40.
-		patch := `[{"op":"add","path":"/spec/http/0/timeout","value":"3s"},{"op":"replace","path":"/spec/http/0/route/1/weight","value":40}]`
-		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Error(err)
-		}
-	}
+	// Someone adds a timeout and moves the experiment v3 from 30 to 40.
+	patchBeforeFirstWrite(t, env, ns, c, `[{"op":"add","path":"/spec/http/0/timeout","value":"3s"},{"op":"replace","path":"/spec/http/0/route/1/weight","value":40}]`)
 	applied, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 25})
 	if err != nil {
 		t.Fatal(err)
@@ -277,17 +283,8 @@ func TestReorderedDestinationsArePinned(t *testing.T) {
 	ns := env.Namespace(t)
 	env.Apply(t, ns, fixtureText(t, "three-subsets.yaml")) // v1 60, v3 30, v2 10
 	c := NewClient(env.Istio, env.Kube, Target{Namespace: ns, VirtualService: "reviews", StableSubset: "v1", CanarySubset: "v2"})
-	var writes atomic.Int32
-	c.beforeWrite = func(ctx context.Context) {
-		if writes.Add(1) > 1 {
-			return
-		}
-		// Someone moves the canary to the front: v2 10, v1 60, v3 30.
-		patch := `[{"op":"move","from":"/spec/http/0/route/2","path":"/spec/http/0/route/0"}]`
-		if _, err := env.Istio.NetworkingV1().VirtualServices(ns).Patch(ctx, "reviews", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Error(err)
-		}
-	}
+	// Someone moves the canary to the front: v2 10, v1 60, v3 30.
+	patchBeforeFirstWrite(t, env, ns, c, `[{"op":"move","from":"/spec/http/0/route/2","path":"/spec/http/0/route/0"}]`)
 	applied, err := c.Apply(t.Context(), traffic.Desired{CanaryWeight: 25})
 	if err != nil {
 		t.Fatal(err)
