@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"net"
 	"os"
 	"time"
 
@@ -15,18 +13,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/traffic"
 )
-
-// retryBackoff paces the attempts of one write: a conflict with another writer, or an API
-// server that did not answer or answered 429/5xx, is tried again, from a fresh read, until the
-// caller's context ends (its budget: a step's write, a rollback's).
-var retryBackoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second, Steps: math.MaxInt32}
 
 // resource is the VirtualService resource of the networking.istio.io/v1 API.
 const resource = "virtualservices"
@@ -107,7 +99,7 @@ func (c *Client) readObject(ctx context.Context) (*State, object, error) {
 // deadline. What was written is read back and compared with the plan. A route that already
 // does d is not written.
 func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
-	backoff := retryBackoff
+	backoff := kube.Backoff() // a conflict is retried at the same pace
 	attempts, conflicts := 0, 0
 	var last error
 	for {
@@ -120,7 +112,7 @@ func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied,
 		case errors.Is(err, errConflict):
 			conflicts++
 		case ctx.Err() != nil: // the budget ended during the attempt: said below
-		case !transient(err):
+		case !kube.Transient(err):
 			return traffic.Applied{}, err
 		}
 		if ctx.Err() != nil {
@@ -150,23 +142,6 @@ func (c *Client) gaveUp(ctx context.Context, attempts, conflicts int, last error
 		return fmt.Errorf("%w: another writer kept changing %s (%d conflicting writes)", context.Cause(ctx), vs, conflicts)
 	}
 	return fmt.Errorf("%w: the write to %s did not land in %d attempts (%d of them conflicting with another writer); last: %v", context.Cause(ctx), vs, attempts, conflicts, last)
-}
-
-// transient says whether an API error is worth another attempt: no answer (refused, reset,
-// cut, timed out) or an answer that says "later" (429, 5xx).
-func transient(err error) bool {
-	var netErr net.Error
-	switch {
-	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
-		apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err):
-		return true
-	case utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err), utilnet.IsProbableEOF(err):
-		return true
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return true
-	}
-	var status apierrors.APIStatus
-	return errors.As(err, &status) && status.Status().Code >= 500
 }
 
 // errConflict says another writer changed the object between our read and our write.
