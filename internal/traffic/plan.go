@@ -79,6 +79,18 @@ type Desired struct {
 	// this run left it doing. Anything else means another writer moved it, and planning
 	// fails with ErrDrift rather than overwrite them.
 	Expect *Routing `json:"-"`
+	// Why is recorded, with the change, in the Event a write leaves on the routing object.
+	Why Why `json:"-"`
+}
+
+// Why says, in an Event on the routing object, why a run changed it (or stopped).
+type Why struct {
+	// Reason is the Event's reason, one CamelCase word: Step, Promoted, RolledBack,
+	// Interrupted... Empty means WeightsChanged.
+	Reason string
+	// Message follows the description of the change: the run's mode, stage and step, the
+	// reason in words and the CI run's link.
+	Message string
 }
 
 // ErrDrift marks a route that someone other than this run changed since the run last wrote
