@@ -55,13 +55,20 @@ func Get(t testing.TB) *Env {
 		defer cancel()
 		shared, startErr = Start(ctx)
 	})
-	switch {
-	case errors.Is(startErr, ErrAssetsMissing) && os.Getenv("CI") != "true":
-		t.Skip(startErr)
-	case startErr != nil:
-		t.Fatalf("testenv: %v", startErr)
-	}
+	skipOrFail(t, startErr)
 	return shared
+}
+
+// skipOrFail ends the test if a control plane failed to start: a skip when assets are missing
+// outside CI, a failure otherwise.
+func skipOrFail(t testing.TB, err error) {
+	t.Helper()
+	switch {
+	case errors.Is(err, ErrAssetsMissing) && os.Getenv("CI") != "true":
+		t.Skip(err)
+	case err != nil:
+		t.Fatalf("testenv: %v", err)
+	}
 }
 
 // SkipShort skips an integration test (one that starts a server or waits on real time) under

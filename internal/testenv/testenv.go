@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -53,14 +54,24 @@ type Env struct {
 	Dynamic    dynamic.Interface
 	APIExt     apiextensionsclientset.Interface
 
-	env    *envtest.Environment
-	dir    string
-	mapper *restmapper.DeferredDiscoveryRESTMapper
+	env          *envtest.Environment
+	dir          string
+	apiServerLog *os.File // kube-apiserver's output, nil unless asked for
+	mapper       *restmapper.DeferredDiscoveryRESTMapper
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Start starts etcd and kube-apiserver from the assets directory ($MESHROLL_TEST_ASSETS, else
 // $KUBEBUILDER_ASSETS) and installs Istio's CRDs. Call Stop when done.
 func Start(ctx context.Context) (*Env, error) {
+	return start(ctx, false)
+}
+
+// start is Start; with apiServerLog, kube-apiserver's output goes to a file in the Env's
+// directory (tailed in restart errors) rather than nowhere.
+func start(ctx context.Context, apiServerLog bool) (*Env, error) {
 	assets, err := assetsDir()
 	if err != nil {
 		return nil, err
@@ -73,11 +84,28 @@ func Start(ctx context.Context) (*Env, error) {
 		return nil, fmt.Errorf("failed to start test environment: %w", context.Cause(ctx))
 	}
 
-	te := &envtest.Environment{
+	e := &Env{}
+	if e.dir, err = os.MkdirTemp("", "meshroll-testenv-"); err != nil {
+		return nil, fmt.Errorf("failed to create temp dir: %w", err)
+	}
+	// A cert dir of our own: envtest removes a directory it created itself on every
+	// APIServer.Stop, and a restarted kube-apiserver would then serve a certificate from a new
+	// CA that the Env's rest.Config does not trust.
+	apiServer := &envtest.APIServer{Path: filepath.Join(assets, "kube-apiserver"), CertDir: filepath.Join(e.dir, "kube-apiserver")}
+	if err := os.Mkdir(apiServer.CertDir, 0o700); err != nil {
+		return nil, errors.Join(fmt.Errorf("failed to create cert dir: %w", err), e.Stop())
+	}
+	if apiServerLog {
+		if e.apiServerLog, err = os.Create(filepath.Join(e.dir, "kube-apiserver.log")); err != nil {
+			return nil, errors.Join(fmt.Errorf("failed to create kube-apiserver log: %w", err), e.Stop())
+		}
+		apiServer.Out, apiServer.Err = e.apiServerLog, e.apiServerLog
+	}
+	e.env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		// Explicit paths: envtest would otherwise prefer $KUBEBUILDER_ASSETS over BinaryAssetsDirectory.
 		ControlPlane: envtest.ControlPlane{
-			APIServer: &envtest.APIServer{Path: filepath.Join(assets, "kube-apiserver")},
+			APIServer: apiServer,
 			Etcd:      &envtest.Etcd{Path: filepath.Join(assets, "etcd")},
 		},
 		CRDInstallOptions: envtest.CRDInstallOptions{
@@ -90,11 +118,9 @@ func Start(ctx context.Context) (*Env, error) {
 		ControlPlaneStartTimeout: controlPlaneTimeout,
 		ControlPlaneStopTimeout:  controlPlaneTimeout,
 	}
-	cfg, err := te.Start()
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("failed to start control plane from %s: %w", assets, err), te.Stop())
+	if e.Config, err = e.env.Start(); err != nil {
+		return nil, errors.Join(fmt.Errorf("failed to start control plane from %s: %w", assets, err), e.Stop())
 	}
-	e := &Env{Config: cfg, env: te}
 	if err := e.init(ctx); err != nil {
 		return nil, errors.Join(err, e.Stop())
 	}
@@ -117,9 +143,6 @@ func (e *Env) init(ctx context.Context) error {
 	}
 	e.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.Kube.Discovery()))
 
-	if e.dir, err = os.MkdirTemp("", "meshroll-testenv-"); err != nil {
-		return fmt.Errorf("failed to create temp dir: %w", err)
-	}
 	kc, err := clientcmd.Load(e.env.KubeConfig)
 	if err != nil {
 		return fmt.Errorf("failed to load envtest kubeconfig: %w", err)
@@ -149,18 +172,29 @@ func (e *Env) init(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops kube-apiserver and etcd and removes temporary files.
+// Stop stops kube-apiserver and etcd and removes temporary files. Calls after the first
+// return its result.
 func (e *Env) Stop() error {
-	var errs []error
-	if err := e.env.Stop(); err != nil {
-		errs = append(errs, fmt.Errorf("failed to stop control plane: %w", err))
-	}
-	if e.dir != "" {
-		if err := os.RemoveAll(e.dir); err != nil {
-			errs = append(errs, fmt.Errorf("failed to remove %s: %w", e.dir, err))
+	e.stopOnce.Do(func() {
+		var errs []error
+		if e.env != nil {
+			if err := e.env.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("failed to stop control plane: %w", err))
+			}
 		}
-	}
-	return errors.Join(errs...)
+		if e.apiServerLog != nil {
+			if err := e.apiServerLog.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("failed to close kube-apiserver log: %w", err))
+			}
+		}
+		if e.dir != "" {
+			if err := os.RemoveAll(e.dir); err != nil {
+				errs = append(errs, fmt.Errorf("failed to remove %s: %w", e.dir, err))
+			}
+		}
+		e.stopErr = errors.Join(errs...)
+	})
+	return e.stopErr
 }
 
 func assetsDir() (string, error) {
