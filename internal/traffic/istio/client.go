@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -62,42 +60,13 @@ func decodeObject(raw []byte) (object, error) {
 	return o, nil
 }
 
-// Read gets the VirtualService and resolves the steered route.
-func (c *Client) Read(ctx context.Context) (traffic.State, error) {
-	s, _, err := c.read(ctx)
-	return s, err
-}
-
-func (c *Client) read(ctx context.Context) (*State, types.UID, error) {
-	s, o, err := c.readObject(ctx)
-	return s, o.Metadata.UID, err
-}
-
-func (c *Client) readObject(ctx context.Context) (*State, object, error) {
-	t := c.target
-	raw, err := rawBody(c.istio.NetworkingV1().RESTClient().Get().Namespace(t.Namespace).Resource(resource).Name(t.VirtualService).Do(ctx))
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, object{}, traffic.Preflightf(traffic.ErrVirtualServiceNotFound, "VirtualService %s/%s not found: check MESHROLL_VIRTUAL_SERVICE and MESHROLL_NAMESPACE", t.Namespace, t.VirtualService)
-	case apierrors.IsForbidden(err):
-		return nil, object{}, traffic.Preflightf(traffic.ErrForbidden, "%v: grant meshroll's Role this permission (see examples/rbac.yaml)", err)
-	case err != nil:
-		return nil, object{}, fmt.Errorf("failed to get VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
-	}
-	o, err := decodeObject(raw)
-	if err != nil {
-		return nil, object{}, fmt.Errorf("failed to decode VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
-	}
-	s, err := newState(o.Metadata, o.Spec, t)
-	return s, o, err
-}
-
 // Apply makes the steered route do d. It reads, plans, and writes one JSON patch guarded by
 // the resourceVersion it read and by test operations on what the plan relies on. When another
 // writer got there first, or the API server did not answer (refused, reset, timed out, 429,
 // 5xx), it starts again from a fresh read, with backoff, for as long as ctx lasts: give it a
-// deadline. What was written is read back and compared with the plan. A route that already
-// does d is not written.
+// deadline. What was written is read back and compared with the plan, and recorded in an
+// Event on the VirtualService that says what changed and d.Why (an Event that cannot be
+// recorded before ctx ends is a warning). A route that already does d is not written.
 func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
 	backoff := kube.Backoff() // a conflict is retried at the same pace
 	attempts, conflicts := 0, 0
@@ -148,7 +117,7 @@ func (c *Client) gaveUp(ctx context.Context, attempts, conflicts int, last error
 var errConflict = errors.New("conflicting write")
 
 func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (traffic.Applied, error) {
-	state, uid, err := c.read(ctx)
+	state, obj, err := c.readObject(ctx, once) // Apply retries the whole attempt
 	if err != nil {
 		return traffic.Applied{}, err
 	}
@@ -202,7 +171,7 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (
 	}
 	out.ResourceVersion = after.ResourceVersion
 	out.Change.After, out.Change.Next = after, written
-	if err := c.recordEvent(ctx, uid, after.ResourceVersion, change); err != nil {
+	if err := c.recordEvent(ctx, obj.Metadata.UID, after.ResourceVersion, change, d.Why); err != nil {
 		out.Warnings = append(out.Warnings, err.Error())
 	}
 	return out, nil
@@ -210,38 +179,6 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (
 
 // changedSince says whether the VirtualService's resourceVersion is no longer rv.
 func (c *Client) changedSince(ctx context.Context, rv string) bool {
-	s, _, err := c.read(ctx)
-	return err == nil && s.routing.ResourceVersion != rv
-}
-
-// recordEvent leaves a Kubernetes Event on the VirtualService for a change.
-func (c *Client) recordEvent(ctx context.Context, uid types.UID, resourceVersion string, change traffic.Change) error {
-	t := c.target
-	now := metav1.Now()
-	host, _ := os.Hostname()
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: t.VirtualService + ".", Namespace: t.Namespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion:      "networking.istio.io/v1",
-			Kind:            Kind,
-			Namespace:       t.Namespace,
-			Name:            t.VirtualService,
-			UID:             uid,
-			ResourceVersion: resourceVersion,
-		},
-		Reason:              "WeightsChanged",
-		Message:             fmt.Sprintf("route %s: %s", change.After.Route, change.Describe()),
-		Type:                corev1.EventTypeNormal,
-		Source:              corev1.EventSource{Component: traffic.FieldManager, Host: host},
-		FirstTimestamp:      now,
-		LastTimestamp:       now,
-		Count:               1,
-		ReportingController: "meshroll.dev/meshroll",
-		ReportingInstance:   host,
-		Action:              "SetWeights",
-	}
-	if _, err := c.kube.CoreV1().Events(t.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("failed to record an Event on VirtualService %s/%s: %w", t.Namespace, t.VirtualService, err)
-	}
-	return nil
+	o, err := c.getObject(ctx, once)
+	return err == nil && o.Metadata.ResourceVersion != rv
 }

@@ -2,6 +2,7 @@ package istio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
@@ -24,7 +27,7 @@ import (
 // the Services exist, and the Deployments are Available with pods their subset and Service
 // select.
 func (c *Client) Preflight(ctx context.Context, checks traffic.Checks) (traffic.State, error) {
-	state, obj, err := c.readObject(ctx)
+	state, obj, err := c.readObject(ctx, kube.Retry)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +89,9 @@ func (c *Client) serviceSelector(ctx context.Context, sd side) (map[string]strin
 	if !ok || strings.Contains(ns, ".") {
 		return nil, traffic.Preflightf(traffic.ErrServiceNotFound, "%s=%s is not a Kubernetes Service name (name, name.namespace or name.namespace.svc.cluster.local)", sd.svcVar, sd.service)
 	}
-	svc, err := c.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	svc, err := retried(ctx, func(ctx context.Context) (*corev1.Service, error) {
+		return c.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, traffic.Preflightf(traffic.ErrServiceNotFound, "%s=%s: Service %s/%s not found: check the name and namespace", sd.svcVar, sd.service, ns, name)
@@ -110,7 +115,9 @@ func (c *Client) subsets(ctx context.Context, state *State) (map[string]map[stri
 	}
 	found := map[string]map[string]string{}
 	for _, ns := range c.searchNamespaces(state) {
-		list, err := c.istio.NetworkingV1().DestinationRules(ns).List(ctx, metav1.ListOptions{})
+		list, err := retried(ctx, func(ctx context.Context) (*clientnetworking.DestinationRuleList, error) {
+			return c.istio.NetworkingV1().DestinationRules(ns).List(ctx, metav1.ListOptions{})
+		})
 		if err != nil {
 			return nil, fmt.Errorf("failed to list DestinationRules in namespace %s: %w", ns, err)
 		}
@@ -167,8 +174,13 @@ func (c *Client) checkAccess(ctx context.Context, checks traffic.Checks, drNames
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.namespace, Verb: n.verb, Group: n.group, Resource: n.resource},
 		}}
-		got, err := c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
+		got, err := retried(ctx, func(ctx context.Context) (*authorizationv1.SelfSubjectAccessReview, error) {
+			return c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("failed to check access to %s %s in namespace %s: %w", n.verb, n.resource, n.namespace, err)
+		case err != nil:
 			// Some clusters do not let every user ask; the requests themselves will tell.
 			return nil
 		}
@@ -215,40 +227,13 @@ type deployment struct {
 }
 
 // waitDeployment waits until the Deployment is Available for its current generation, then
-// checks that its subset selects its pods.
+// checks that it has ready pods when the run sends its version traffic, and that its subset
+// and Service select its pods.
 func (c *Client) waitDeployment(ctx context.Context, checks traffic.Checks, dep deployment, selects map[string]string) error {
 	ns, name := c.target.Namespace, dep.name
-	interval := checks.PollInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	var last *appsv1.Deployment
-	var lastErr error
-	err := wait.PollUntilContextTimeout(ctx, interval, checks.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		d, err := c.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, traffic.Preflightf(traffic.ErrDeploymentNotReady, "%s=%s: Deployment %s/%s not found: check the name and namespace", dep.variable, name, ns, name)
-		}
-		if err != nil {
-			// Keep waiting through a transient error (or a request cut short by the
-			// deadline); it is reported if the wait ends without an answer.
-			lastErr = err
-			return false, nil
-		}
-		last, lastErr = d, nil
-		return available(d), nil
-	})
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		return fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, context.Cause(ctx))
-	case !wait.Interrupted(err):
+	last, err := c.awaitAvailable(ctx, checks, dep)
+	if err != nil {
 		return err
-	case last != nil:
-		return traffic.Preflightf(traffic.ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
-			ns, name, checks.ReadyTimeout, last.Status.AvailableReplicas, replicas(last), last.Status.ObservedGeneration, last.Generation)
-	default:
-		return fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, lastErr)
 	}
 	if serves := map[traffic.Role]bool{traffic.RoleStable: checks.StableServes, traffic.RoleCanary: checks.CanaryServes}[dep.role]; serves && last.Status.ReadyReplicas == 0 {
 		return traffic.Preflightf(traffic.ErrDeploymentNotReady, "%s=%s: Deployment %s/%s has no ready pods (%d replicas wanted) but this run sends the %s version traffic: scale it up first",
@@ -270,6 +255,54 @@ func (c *Client) waitDeployment(ctx context.Context, checks traffic.Checks, dep 
 		}
 	}
 	return nil
+}
+
+// awaitAvailable polls the Deployment until it is Available for its current generation, for
+// at most checks.ReadyTimeout, and returns it as last read. Each poll retries a silent or
+// overloaded API server until the wait ends; the server's final answer (404, 403) ends it.
+func (c *Client) awaitAvailable(ctx context.Context, checks traffic.Checks, dep deployment) (*appsv1.Deployment, error) {
+	ns, name := c.target.Namespace, dep.name
+	interval := checks.PollInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	waitCtx, cancel := context.WithTimeoutCause(ctx, checks.ReadyTimeout,
+		fmt.Errorf("the wait for it to become Available (MESHROLL_READY_TIMEOUT=%s) ended", checks.ReadyTimeout))
+	defer cancel()
+	var last *appsv1.Deployment
+	var lastErr error
+	err := wait.PollUntilContextCancel(waitCtx, interval, true, func(ctx context.Context) (bool, error) {
+		d, err := retried(ctx, func(ctx context.Context) (*appsv1.Deployment, error) {
+			return c.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		})
+		var answer apierrors.APIStatus
+		switch {
+		case apierrors.IsNotFound(err):
+			return false, traffic.Preflightf(traffic.ErrDeploymentNotReady, "%s=%s: Deployment %s/%s not found: check the name and namespace", dep.variable, name, ns, name)
+		case err != nil && errors.As(err, &answer) && ctx.Err() == nil:
+			return false, fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, err)
+		case err != nil:
+			// The wait ended during the read, or the request never reached the server (the
+			// client's rate limiter would wait past the deadline): keep waiting; said below
+			// if the wait ends without an answer.
+			lastErr = err
+			return false, nil
+		}
+		last, lastErr = d, nil
+		return available(d), nil
+	})
+	switch {
+	case err == nil:
+		return last, nil
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("failed to wait for Deployment %s/%s: %w", ns, name, context.Cause(ctx))
+	case !wait.Interrupted(err):
+		return nil, err
+	case last != nil:
+		return nil, traffic.Preflightf(traffic.ErrDeploymentNotReady, "Deployment %s/%s is not Available after %s (%d of %d replicas available, observed generation %d of %d): check its pods, or raise MESHROLL_READY_TIMEOUT",
+			ns, name, checks.ReadyTimeout, last.Status.AvailableReplicas, replicas(last), last.Status.ObservedGeneration, last.Generation)
+	}
+	return nil, fmt.Errorf("failed to get Deployment %s/%s: %w", ns, name, lastErr)
 }
 
 func available(d *appsv1.Deployment) bool {
