@@ -40,31 +40,36 @@ func Transient(err error) bool {
 
 // Retry calls do until it returns nil or an error that is not Transient, waiting Backoff
 // between attempts, for as long as ctx lasts: give it a deadline. When ctx ends first, the
-// error is ctx's cause, how long the server has not answered, and its last error.
+// error is ctx's cause, how long the API server has not answered, and its last error.
 func Retry(ctx context.Context, do func(ctx context.Context) error) error {
 	backoff := Backoff()
-	var first time.Time
+	start := time.Now()
 	for {
 		err := do(ctx)
-		if err == nil || (!Transient(err) && ctx.Err() == nil) {
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil && (Transient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+			return silent(ctx, start, err)
+		case !Transient(err):
 			return err
-		}
-		if first.IsZero() {
-			first = time.Now()
-		}
-		if ctx.Err() != nil {
-			return silent(ctx, first, err)
 		}
 		timer := time.NewTimer(backoff.Step())
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return silent(ctx, first, err)
+			return silent(ctx, start, err)
 		case <-timer.C:
 		}
 	}
 }
 
+// silent says that ctx ended before the API server answered; last is kept (wrapped) unless
+// it only repeats that the context ended.
 func silent(ctx context.Context, since time.Time, last error) error {
-	return fmt.Errorf("%w: the API server had not answered for %s; last: %w", context.Cause(ctx), time.Since(since).Round(100*time.Millisecond), last)
+	waited := time.Since(since).Round(100 * time.Millisecond)
+	if errors.Is(last, context.Canceled) || errors.Is(last, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no answer from the API server within %s", context.Cause(ctx), waited)
+	}
+	return fmt.Errorf("%w: the API server had not answered for %s; last: %w", context.Cause(ctx), waited, last)
 }
