@@ -42,6 +42,7 @@ func defaults() Config {
 		OutputDir:      "meshroll-out",
 		OnInconclusive: ActionRollback,
 		OnCancel:       ActionRollback,
+		LeaseDuration:  time.Minute,
 	}
 }
 
@@ -299,7 +300,7 @@ func TestLoadInvalid(t *testing.T) {
 
 		// steps
 		{"steps in phase", with("MESHROLL_MODE=phase", "MESHROLL_WEIGHT=20", "MESHROLL_STEPS=10,20"),
-			[]string{"MESHROLL_STEPS=10,20: only used with MESHROLL_MODE=progress, but the mode is phase; unset it, or use MESHROLL_MODE=progress"}},
+			[]string{"MESHROLL_STEPS=10,20: only used with MESHROLL_MODE=progress (and resume), but the mode is phase; unset it, or use MESHROLL_MODE=progress"}},
 		{"steps in promote", with("MESHROLL_MODE=promote", "MESHROLL_STEPS=10"), []string{"MESHROLL_STEPS=10: only used with MESHROLL_MODE=progress"}},
 		{"steps descending", with("MESHROLL_STEPS=10,50,25"), []string{"MESHROLL_STEPS=10,50,25: 25 comes after 50 (items 2 and 3)", "strictly ascending"}},
 		{"steps duplicated", with("MESHROLL_STEPS=10, 25, 25"), []string{`MESHROLL_STEPS="10, 25, 25": 25 is repeated (items 2 and 3)`}},
@@ -500,7 +501,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 40; got != want {
+	if got, want := len(known)-len(reserved), 41; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

@@ -22,6 +22,9 @@ const (
 	defaultMinRequests      = 20.0
 	defaultFailureThreshold = 2
 	defaultReporter         = "destination"
+
+	defaultLeaseDuration = time.Minute
+	minLeaseDuration     = 15 * time.Second
 )
 
 // applyDefaults writes each default, spelt as a user would write it, into the variables that
@@ -34,7 +37,7 @@ const (
 // workloads default to the Deployments' names.
 func (in *input) applyDefaults() {
 	orDefault(&in.Mode, string(defaultMode))
-	if strings.TrimSpace(in.Mode) == string(ModeProgress) {
+	if Mode(strings.TrimSpace(in.Mode)).Progressive() {
 		orDefault(&in.Steps, defaultSteps)
 	}
 	orDefault(&in.StepDuration, defaultStepDuration.String())

@@ -66,8 +66,16 @@ type input struct {
 	Reporter         string `env:"MESHROLL_REPORTER"`
 	OnInconclusive   string `env:"MESHROLL_ON_INCONCLUSIVE"`
 	OnCancel         string `env:"MESHROLL_ON_CANCEL"`
+	LeaseDuration    string `env:"MESHROLL_LEASE_DURATION"`
 	Kubeconfig       string `env:"KUBECONFIG"`
 	Home             string `env:"HOME"`
+	// Where the CI system says the run is (see runLink).
+	GitHubServer     string `env:"GITHUB_SERVER_URL"`
+	GitHubRepository string `env:"GITHUB_REPOSITORY"`
+	GitHubRunID      string `env:"GITHUB_RUN_ID"`
+	GitHubAttempt    string `env:"GITHUB_RUN_ATTEMPT"`
+	GitLabJobURL     string `env:"CI_JOB_URL"`
+	JenkinsBuildURL  string `env:"BUILD_URL"`
 }
 
 // prefix marks the variables that belong to meshroll; any other variable in

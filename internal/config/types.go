@@ -18,10 +18,11 @@ const (
 	ModePromote  Mode = "promote"  // all traffic to the canary
 	ModeRollback Mode = "rollback" // all traffic to stable
 	ModeStatus   Mode = "status"   // read-only
+	ModeResume   Mode = "resume"   // a progression whose runner died, from the step it recorded
 )
 
 // modes is the order in which the allowed values are listed in messages.
-var modes = []Mode{ModePhase, ModeProgress, ModePromote, ModeRollback, ModeStatus}
+var modes = []Mode{ModePhase, ModeProgress, ModePromote, ModeRollback, ModeStatus, ModeResume}
 
 // Modes returns the values MESHROLL_MODE accepts, in the order messages list them.
 func Modes() []Mode { return slices.Clone(modes) }
@@ -59,7 +60,16 @@ type Config struct {
 	Analysis       Analysis
 	OnInconclusive Action // what an inconclusive step does with the traffic: rollback or hold
 	OnCancel       Action // what a cancelled run does with the traffic: rollback or leave
+	// LeaseDuration is how long the run's lock outlives its last renewal (it is renewed
+	// every third of it): a dead run's lock is taken over after that.
+	LeaseDuration time.Duration
+	// RunLink is the CI run's address (GitHub's run, GitLab's job, Jenkins' build), "" when
+	// the run is not in a known CI system.
+	RunLink string
 }
+
+// Progressive says whether the mode moves through MESHROLL_STEPS.
+func (m Mode) Progressive() bool { return m == ModeProgress || m == ModeResume }
 
 // Action is what happens to the traffic when a run cannot finish normally.
 type Action string

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -73,6 +74,7 @@ func (in input) validate(v *validator) Config {
 	in.run(v, &cfg)
 	in.reporting(v, &cfg)
 	in.safety(v, &cfg)
+	in.lock(v, &cfg)
 	cfg.Analysis = in.analysis(v, cfg)
 	if cfg.MirrorPercent > 0 && cfg.Analysis.Enabled() && cfg.Analysis.Reporter == "source" {
 		// Istio's client sidecar never reports the requests it mirrors: the mirror stage
@@ -128,9 +130,12 @@ func target(v *validator, cfg Config) {
 
 // destinations checks how the stable and canary destinations are named: by DestinationRule
 // subset, by Service (host-level split), or by both; each pair given for both versions, and
-// the two versions different.
+// the two versions different. status may name neither: it takes them from the run it finds.
 func destinations(v *validator, cfg Config) {
 	services := cfg.StableService != "" || cfg.CanaryService != ""
+	if cfg.Mode == ModeStatus && !services && cfg.StableSubset == "" && cfg.CanarySubset == "" {
+		return
+	}
 	servicesOK := true
 	if services {
 		stableOK := service(v, "MESHROLL_STABLE_SERVICE", "stable", cfg.StableService, "reviews-stable")
@@ -192,13 +197,13 @@ func (in input) steps(v *validator, cfg *Config, modeKnown bool) {
 	steps := strings.TrimSpace(in.Steps)
 	switch {
 	case steps == "":
-	case modeKnown && cfg.Mode != ModeProgress:
-		v.invalid("MESHROLL_STEPS", steps, "only used with MESHROLL_MODE=progress, but the mode is %s; unset it, or use MESHROLL_MODE=progress", cfg.Mode)
+	case modeKnown && !cfg.Mode.Progressive():
+		v.invalid("MESHROLL_STEPS", steps, "only used with MESHROLL_MODE=progress (and resume), but the mode is %s; unset it, or use MESHROLL_MODE=progress", cfg.Mode)
 	default:
 		s, what := parseSteps(steps)
 		if what != "" {
 			v.invalid("MESHROLL_STEPS", steps, "%s; use comma-separated integers from 0 to 100 in strictly ascending order, e.g. %s", what, defaultSteps)
-		} else if cfg.Mode == ModeProgress {
+		} else if cfg.Mode.Progressive() {
 			cfg.Steps = s
 		}
 	}
@@ -247,6 +252,37 @@ func (in input) safety(v *validator, cfg *Config) {
 	}
 	cfg.OnInconclusive = action(v, "MESHROLL_ON_INCONCLUSIVE", in.OnInconclusive, ActionHold)
 	cfg.OnCancel = action(v, "MESHROLL_ON_CANCEL", in.OnCancel, ActionLeave)
+}
+
+// lock checks how long the run's lock outlives it, and takes the CI run's address.
+func (in input) lock(v *validator, cfg *Config) {
+	cfg.LeaseDuration = duration(v, "MESHROLL_LEASE_DURATION", in.LeaseDuration, defaultLeaseDuration, false,
+		"use a duration such as 2m, or leave it empty for 1m")
+	switch d := cfg.LeaseDuration; {
+	case d < minLeaseDuration:
+		v.invalid("MESHROLL_LEASE_DURATION", strings.TrimSpace(in.LeaseDuration), "shorter than %s: the lock is renewed every third of it, and a slow API server would let it lapse; use e.g. 1m, or leave it empty for 1m", minLeaseDuration)
+		cfg.LeaseDuration = defaultLeaseDuration
+	case d%time.Second != 0:
+		v.invalid("MESHROLL_LEASE_DURATION", strings.TrimSpace(in.LeaseDuration), "a Lease counts whole seconds; use e.g. 90s, or leave it empty for 1m")
+		cfg.LeaseDuration = defaultLeaseDuration
+	}
+	cfg.RunLink = in.runLink()
+}
+
+// runLink is the address of the CI run, job or build that runs meshroll, "" outside CI.
+func (in input) runLink() string {
+	trim := strings.TrimSpace
+	switch {
+	case trim(in.GitHubServer) != "" && trim(in.GitHubRepository) != "" && trim(in.GitHubRunID) != "":
+		link := strings.TrimSuffix(trim(in.GitHubServer), "/") + "/" + trim(in.GitHubRepository) + "/actions/runs/" + trim(in.GitHubRunID)
+		if a := trim(in.GitHubAttempt); a != "" && a != "1" {
+			link += "/attempts/" + a
+		}
+		return link
+	case trim(in.GitLabJobURL) != "":
+		return trim(in.GitLabJobURL)
+	}
+	return trim(in.JenkinsBuildURL)
 }
 
 // action parses MESHROLL_ON_INCONCLUSIVE / MESHROLL_ON_CANCEL: rollback (the default) or

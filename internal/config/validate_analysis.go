@@ -149,7 +149,7 @@ func workloads(v *validator, a Analysis) {
 // hold checks that each step is held long enough to be judged: a hold shorter than one
 // window judges nothing, so every step would be inconclusive.
 func hold(v *validator, cfg Config, a Analysis) {
-	if cfg.Mode != ModeProgress && cfg.Mode != ModePhase {
+	if !cfg.Mode.Progressive() && cfg.Mode != ModePhase {
 		return
 	}
 	if cfg.StepDuration > 0 && a.Interval > 0 && cfg.StepDuration < a.Interval {
