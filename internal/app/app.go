@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/kube"
+	"github.com/meshroll/meshroll/internal/lease"
 	"github.com/meshroll/meshroll/internal/report"
 	"github.com/meshroll/meshroll/internal/rollout"
 	"github.com/meshroll/meshroll/internal/traffic"
@@ -68,6 +70,10 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 	if err != nil {
 		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
 	}
+	lock := lease.New(clients.Kube, istio.Kind, cfg.Namespace, cfg.VirtualService, cfg.LeaseDuration)
+	if cfg.Mode == config.ModeStatus && cfg.StableName() == "" {
+		cfg = recordedVersions(ctx, lock, cfg)
+	}
 	tc := istio.NewClient(clients.Istio, clients.Kube, istio.Target{
 		Namespace:      cfg.Namespace,
 		VirtualService: cfg.VirtualService,
@@ -78,7 +84,9 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 		CanaryService:  cfg.CanaryService,
 		Match:          cfg.Match,
 	})
-	res := rollout.NewRunner(tc, analyzer, rep).Run(ctx, cfg)
+	runner := rollout.NewRunner(tc, analyzer, rep)
+	runner.Lock, runner.Holder = lock, holder(cfg)
+	res := runner.Run(ctx, cfg)
 	if res.Err != nil {
 		fmt.Fprintf(stderr, "meshroll: %s: %s\n", res.Outcome, report.Redact(res.Err.Error(), cfg.Secrets()))
 	}
@@ -150,6 +158,36 @@ func newAnalyzer(cfg config.Config) (rollout.Analysis, error) {
 		return nil, err
 	}
 	return analyzer, nil
+}
+
+// holder names this run in the lock it takes: the CI run's address, else host and pid.
+func holder(cfg config.Config) string {
+	if cfg.RunLink != "" {
+		return cfg.RunLink
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/pid %d", host, os.Getpid())
+}
+
+// recordedVersions fills in, for a status run that did not name the versions, those of the
+// last rollout recorded on the routing object (none: status reports the lock alone).
+func recordedVersions(ctx context.Context, lock *lease.Lease, cfg config.Config) config.Config {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	h, err := lock.Read(ctx)
+	if err != nil || h.Record == nil {
+		return cfg // the run's own read reports the error
+	}
+	in := h.Record.Inputs
+	cfg.StableSubset, cfg.CanarySubset = in["MESHROLL_STABLE_SUBSET"], in["MESHROLL_CANARY_SUBSET"]
+	cfg.StableService, cfg.CanaryService = in["MESHROLL_STABLE_SERVICE"], in["MESHROLL_CANARY_SERVICE"]
+	if cfg.Route == "" {
+		cfg.Route = in["MESHROLL_ROUTE"]
+	}
+	return cfg
 }
 
 // bullets renders a joined error one problem per line.

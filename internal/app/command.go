@@ -36,15 +36,18 @@ Modes (the argument, or MESHROLL_MODE; if both are given they must agree):
   progress   every canary weight of MESHROLL_STEPS in turn, each held (the default)
   promote    canary 100
   rollback   canary 0, all traffic to stable
-  status     print the route's weights, write nothing
+  status     print the route's weights and the rollout in flight (or the last one)
+  resume     go on with a progression whose runner died, from the step it recorded
   version    print meshroll's version
 With MESHROLL_DRY_RUN=true a mode plans its changes and prints them, and writes nothing.
 
 Exit codes:
   0    success: the weights are as asked, or the status or dry run was printed
   1    runtime or infrastructure failure (a progression returned traffic to stable), or
-       interrupted: someone else changed the route, and meshroll stopped without writing
-  2    invalid input, command line or failed preflight check; nothing was written
+       interrupted: someone else changed the route (or took the lock), and meshroll
+       stopped without writing
+  2    invalid input, command line or failed preflight check, or the VirtualService
+       locked by another run; nothing was written
   3    the canary failed its checks; traffic was returned to stable
   4    inconclusive: too little data to judge the canary; traffic was returned to stable
   130  cancelled by SIGINT or SIGTERM

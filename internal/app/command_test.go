@@ -43,7 +43,7 @@ func TestCommandLine(t *testing.T) {
 		// the run is reported invalid, as with MESHROLL_MODE).
 		{name: "phase", args: []string{"phase"}, wantCode: 2, wantStderr: []string{"MESHROLL_WEIGHT is required"}, wantFiles: true},
 		{name: "status", args: []string{"status"}, vars: []string{"MESHROLL_STEPS=10,50"}, wantCode: 2,
-			wantStderr: []string{"MESHROLL_STEPS=10,50: only used with MESHROLL_MODE=progress, but the mode is status"}, wantFiles: true},
+			wantStderr: []string{"MESHROLL_STEPS=10,50: only used with MESHROLL_MODE=progress (and resume), but the mode is status"}, wantFiles: true},
 		{name: "status by both", args: []string{"status"}, vars: []string{"MESHROLL_MODE=status", "MESHROLL_STEPS=10,50"}, wantCode: 2,
 			wantStderr: []string{"but the mode is status"}, wantFiles: true},
 		{name: "mode given twice, differently", args: []string{"status"}, vars: []string{"MESHROLL_MODE=progress"}, wantCode: 2,

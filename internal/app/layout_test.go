@@ -7,7 +7,8 @@ import (
 )
 
 // The layout of DESIGN.md: config, kube and traffic import no other internal package; the
-// traffic backends (traffic/istio) import traffic only;
+// traffic backends (traffic/istio) import traffic and kube (its retries) only; the lease
+// implements rollout's Lock with rollout's types;
 // analysis knows config only (its validated input); rollout knows config, traffic and analysis
 // (types and errors) only; testenv and demo are never linked into meshroll.
 func TestLayout(t *testing.T) {
@@ -18,11 +19,12 @@ func TestLayout(t *testing.T) {
 		"internal/testenv":       nil,
 		"internal/kube":          nil,
 		"internal/traffic":       nil,
-		"internal/traffic/istio": {"internal/traffic"},
+		"internal/traffic/istio": {"internal/kube", "internal/traffic"},
+		"internal/lease":         {"internal/analysis", "internal/config", "internal/kube", "internal/rollout", "internal/traffic"},
 		"internal/analysis":      {"internal/config"},
 		"internal/rollout":       {"internal/analysis", "internal/config", "internal/traffic"},
 		"internal/report":        {"internal/analysis", "internal/config", "internal/rollout", "internal/traffic"},
-		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
+		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
 	}
 	for pkg, want := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()

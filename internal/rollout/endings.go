@@ -17,7 +17,7 @@ func (r *Runner) fail(ctx, parent context.Context, res *Result, err error) {
 		res.Outcome = Cancelled
 	case ctx.Err() != nil:
 		res.Outcome = Failed // MESHROLL_TIMEOUT
-	case errors.Is(err, traffic.ErrPreflight), errors.Is(err, errAnalysisInput):
+	case errors.Is(err, traffic.ErrPreflight), errors.Is(err, errAnalysisInput), errors.Is(err, ErrLocked), errors.Is(err, ErrNotResumable):
 		res.Outcome = Invalid
 	default:
 		res.Outcome = Failed
@@ -69,13 +69,19 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 		// Someone else moved the route: leave it as they set it, never fight them.
 		res.Outcome = Interrupted
 		r.logf("%s: leaving the route as the other writer set it", res.Outcome)
+		r.note(ctx, cfg, "Interrupted", "stopped without writing: "+res.Err.Error())
+		return
+	case errors.Is(res.Err, ErrLockLost):
+		// A rollback or a resume holds the routing object now: the traffic is theirs.
+		res.Outcome = Interrupted
+		r.logf("%s: leaving the route to the run that holds the lock now", res.Outcome)
 		return
 	case res.Outcome == Invalid:
 		// The cluster changed under a running progression (say, a destination was added):
 		// that is a runtime failure, not bad input.
 		res.Outcome = Failed
 	}
-	if cfg.Mode != config.ModeProgress && !(cfg.Mode == config.ModePhase && res.Analysis) {
+	if !cfg.Mode.Progressive() && !(cfg.Mode == config.ModePhase && res.Analysis) {
 		return
 	}
 	timeout := r.RollbackTimeout
@@ -90,12 +96,20 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 		timeout = r.CancelTimeout
 	}
 	r.logf("%s: returning all traffic to %s", res.Outcome, cfg.StableName())
+	reason := "RollbackAfterFailure"
+	if res.Outcome == Cancelled {
+		reason = "RollbackAfterCancel"
+	}
+	why := r.why(cfg, reason, "returning all traffic to "+cfg.StableName()+" ("+string(res.Outcome)+"): "+res.Err.Error())
 	rollbackCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), timeout, fmt.Errorf("the rollback did not finish within %s", timeout))
 	defer cancel()
 	step := Step{Action: ActionRollback, StartedAt: r.Now()}
 	r.Log.StepStarted(step)
 	defer func() { r.Log.StepDone(step) }()
-	applied, rbErr := r.Traffic.Apply(rollbackCtx, traffic.Desired{CanaryWeight: 0})
+	_ = r.book.set(rollbackCtx, func(rec *Record) { // best effort: the rollback goes on whatever happens to the record
+		rec.Doing, rec.RollingBack = "rolling back to "+cfg.StableName()+" ("+string(res.Outcome)+")", true
+	})
+	applied, rbErr := r.Traffic.Apply(rollbackCtx, traffic.Desired{CanaryWeight: 0, Why: why})
 	if rbErr != nil {
 		if rollbackCtx.Err() != nil && errors.Is(rbErr, context.DeadlineExceeded) {
 			rbErr = context.Cause(rollbackCtx)
@@ -111,4 +125,14 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 	res.Steps = append(res.Steps, step)
 	res.Final = applied.After.Destinations
 	r.logf("rollback: %s %s", cfg.VirtualService, describe(applied))
+}
+
+// note records on the routing object why the run stopped without writing; a failure to
+// record it only goes to the log.
+func (r *Runner) note(ctx context.Context, cfg config.Config, reason, what string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockBudget)
+	defer cancel()
+	if err := r.Traffic.Note(ctx, r.why(cfg, reason, what)); err != nil {
+		r.logf("NOTE: %v", err)
+	}
 }

@@ -40,7 +40,7 @@ func (r *Runner) hold(ctx context.Context, d time.Duration, last traffic.Routing
 
 // checkDrift reads the route and fails with traffic.ErrDrift when someone else changed it.
 func (r *Runner) checkDrift(ctx context.Context, last traffic.Routing) error {
-	state, err := r.Traffic.Read(ctx)
+	state, err := r.readWithin(ctx)
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ func (r *Runner) logf(format string, args ...any) {
 }
 
 func holdNote(cfg config.Config) string {
-	if cfg.Mode != config.ModeProgress {
+	if !cfg.Mode.Progressive() {
 		return ""
 	}
 	return fmt.Sprintf(", holding each %s", cfg.StepDuration)

@@ -64,7 +64,7 @@ type Plan []Stage
 func NewPlan(cfg config.Config, judged bool) Plan {
 	ab := len(cfg.Match) > 0
 	var plan Plan
-	if cfg.Mode == config.ModeProgress {
+	if cfg.Mode.Progressive() {
 		if cfg.MirrorPercent > 0 {
 			plan = append(plan, Stage{Kind: KindMirror, Desired: traffic.Desired{KeepWeights: true, MirrorPercent: cfg.MirrorPercent}, Hold: cfg.StepDuration})
 		}
@@ -78,7 +78,7 @@ func NewPlan(cfg config.Config, judged bool) Plan {
 		if cfg.Mode == config.ModePhase && w < 100 {
 			d.AB, d.MirrorPercent = ab, cfg.MirrorPercent
 		}
-		if cfg.Mode == config.ModeProgress && w < 100 {
+		if cfg.Mode.Progressive() && w < 100 {
 			d.AB = ab
 		}
 		plan = append(plan, Stage{Kind: KindWeight, Desired: d, Hold: holdFor(cfg, judged, i == len(weights)-1, w)})
@@ -105,7 +105,7 @@ func (p Plan) Describe() string {
 // traffic to judge).
 func holdFor(cfg config.Config, analysis, last bool, w int) time.Duration {
 	switch {
-	case cfg.Mode == config.ModeProgress && !(last && w == 100) && !(analysis && w == 0):
+	case cfg.Mode.Progressive() && !(last && w == 100) && !(analysis && w == 0):
 		return cfg.StepDuration
 	case cfg.Mode == config.ModePhase && analysis && w > 0 && w < 100:
 		return cfg.StepDuration

@@ -4,6 +4,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +21,8 @@ type Traffic interface {
 	Preflight(ctx context.Context, checks traffic.Checks) (traffic.State, error)
 	// Apply makes the steered route do d, in one guarded write.
 	Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error)
+	// Note records why on the routing object (a Kubernetes Event) without changing it.
+	Note(ctx context.Context, why traffic.Why) error
 }
 
 // Analysis is what the step machine needs from metric analysis.
@@ -47,8 +50,15 @@ type Runner struct {
 	// it doing; 0 checks only at the hold's end.
 	DriftInterval time.Duration
 	// WriteTimeout bounds one step's write: conflicts and an API server that does not answer
-	// are retried until then, and then the run fails and returns traffic to stable.
+	// are retried until then, and then the run fails and returns traffic to stable. It bounds
+	// each read during a hold too.
 	WriteTimeout time.Duration
+	// Lock, when set, is held while the run writes and keeps its Record; Holder names the
+	// run in it (the CI run's address, else host and pid).
+	Lock   Lock
+	Holder string
+
+	book *ledger // the record of the run in progress; nil without a Lock
 }
 
 // NewRunner returns a Runner with real time. a may be nil (no metric analysis).
@@ -80,22 +90,42 @@ func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 }
 
 func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result) {
-	if cfg.Mode == config.ModeStatus {
-		r.status(ctx, parent, res)
+	switch cfg.Mode {
+	case config.ModeStatus:
+		r.status(ctx, parent, cfg, res)
+		return
+	case config.ModeResume:
+		r.resume(ctx, parent, cfg, res)
 		return
 	}
 	plan := NewPlan(cfg, res.Analysis)
 	if cfg.Mode == config.ModeProgress {
-		// A progression run again goes on from the canary's weight (a failed read is
-		// reported by the preflight below).
-		if state, err := r.Traffic.Read(ctx); err == nil {
-			plan = r.skipPassed(plan, state.Routing().CanaryWeight())
+		// A progression run again goes on from the canary's weight.
+		state, err := r.readWithin(ctx)
+		if err != nil {
+			r.fail(ctx, parent, res, err)
+			return
 		}
+		plan = r.skipPassed(plan, state.Routing().CanaryWeight())
 	}
 	r.announce(cfg, plan, res.Analysis)
-	state, ok := r.preflight(ctx, parent, cfg, checksFor(cfg, plan), res)
+	takeOver := cfg.Mode == config.ModeRollback // the way out always proceeds
+	state, ok := r.preflight(ctx, parent, cfg, checksFor(cfg, plan), res, takeOver)
 	if !ok {
 		return
+	}
+	if !cfg.DryRun {
+		var release func()
+		if ctx, release, ok = r.acquire(ctx, parent, cfg, state.Routing(), res, takeOver); !ok {
+			return
+		}
+		defer release()
+		// Read again under the lock: the run the lock was taken from may have moved the route.
+		var err error
+		if state, err = r.readWithin(ctx); err != nil {
+			r.fail(ctx, parent, res, err)
+			return
+		}
 	}
 	now := state.Routing()
 	if cfg.Mode == config.ModeProgress {
@@ -106,34 +136,47 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		res.Outcome = Unchanged
 		return
 	}
-	// Plan every stage on paper first, so that a stage that cannot be taken (a canary weight
-	// larger than what other destinations leave) stops the run before the first write.
-	changes := make([]traffic.Change, len(plan))
-	for i, stage := range plan {
-		var err error
-		if changes[i], err = state.Plan(stage.Desired); err != nil {
-			r.fail(ctx, parent, res, err)
-			return
-		}
-		state = changes[i].Next
-	}
-	if cfg.DryRun {
-		r.dryRun(plan, changes, now.ResourceVersion, res)
+	if !r.onPaper(ctx, parent, plan, state, res, cfg.DryRun) {
 		return
 	}
 	r.execute(ctx, parent, cfg, plan, now, res)
 }
 
-// status reads the route and reports its weights; it writes nothing.
-func (r *Runner) status(ctx, parent context.Context, res *Result) {
-	state, err := r.Traffic.Read(ctx)
-	if err != nil {
-		r.fail(ctx, parent, res, err)
-		return
+// onPaper plans every stage from state before anything is written, so that a stage that
+// cannot be taken (a canary weight larger than what other destinations leave) stops the run
+// before the first write; a dry run ends there. ok is false when the run ended.
+func (r *Runner) onPaper(ctx, parent context.Context, plan Plan, state traffic.State, res *Result, dry bool) bool {
+	rv := state.Routing().ResourceVersion
+	changes := make([]traffic.Change, len(plan))
+	for i, stage := range plan {
+		var err error
+		if changes[i], err = state.Plan(stage.Desired); err != nil {
+			r.fail(ctx, parent, res, err)
+			return false
+		}
+		state = changes[i].Next
 	}
-	now := state.Routing()
-	res.Route, res.Final, res.Outcome = now.Route, now.Destinations, Status
-	r.logf("%s/%s route %s: %s", now.Namespace, now.Name, now.Route, traffic.DescribeWeights(now.Destinations))
+	if dry {
+		r.dryRun(plan, changes, rv, res)
+		return false
+	}
+	return true
+}
+
+// readWithin reads the route within the API's budget.
+func (r *Runner) readWithin(ctx context.Context) (traffic.State, error) {
+	ctx, cancel := r.budget(ctx, r.WriteTimeout)
+	defer cancel()
+	return r.Traffic.Read(ctx)
+}
+
+// budget bounds one exchange with the API server (a read, the lock): an API server that
+// does not answer is retried until then. 0 means no bound.
+func (r *Runner) budget(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("gave up after %s", d))
 }
 
 // checksFor is what the preflight verifies for plan: rollback must work while the canary is
@@ -149,7 +192,7 @@ func checksFor(cfg config.Config, plan Plan) traffic.Checks {
 
 // announce logs what the run is about to do.
 func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
-	if !judged && cfg.Mode == config.ModeProgress {
+	if !judged && cfg.Mode.Progressive() {
 		note := "nothing stops a failing canary between steps"
 		if plan.held() {
 			note = "steps are timed only and " + note
@@ -163,11 +206,19 @@ func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
 	}
 }
 
-// preflight checks the route and the queries before anything is written; ok is false when
-// the run ended there.
-func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, checks traffic.Checks, res *Result) (traffic.State, bool) {
-	state, err := r.Traffic.Preflight(ctx, checks)
+// preflight checks the route, the queries and the lock before anything is written; ok is
+// false when the run ended there.
+func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, checks traffic.Checks, res *Result, takeOver bool) (traffic.State, bool) {
+	// The Deployments have MESHROLL_READY_TIMEOUT to become ready, the API server its usual
+	// budget beyond that.
+	checkCtx, cancel := r.budget(ctx, cfg.ReadyTimeout+r.WriteTimeout)
+	defer cancel()
+	state, err := r.Traffic.Preflight(checkCtx, checks)
 	if err != nil {
+		r.fail(ctx, parent, res, err)
+		return nil, false
+	}
+	if err := r.lockFree(checkCtx, takeOver); err != nil {
 		r.fail(ctx, parent, res, err)
 		return nil, false
 	}
@@ -223,6 +274,13 @@ func (r *Runner) execute(ctx, parent context.Context, cfg config.Config, plan Pl
 func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stage, step *Step, last *traffic.Routing, j *judge) error {
 	d := stage.Desired
 	d.Expect = last
+	what := fmt.Sprintf("step %d/%d (%s)", stage.Index, stage.Of, stage.Describe())
+	d.Why = r.why(cfg, "Step", what)
+	if err := r.book.set(ctx, func(rec *Record) {
+		rec.Stage, rec.Of, rec.Doing, rec.Writing = stage.Index, stage.Of, "writing "+what, &stage.Desired
+	}); err != nil {
+		return err // the run cannot say what it does, or no longer holds the lock: it stops
+	}
 	applied, err := r.write(ctx, d)
 	if err != nil {
 		return err
@@ -231,6 +289,15 @@ func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stag
 	step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
 	step.CanaryWeight = applied.After.CanaryWeight()
 	r.logStep(*step, cfg.VirtualService, applied)
+	doing := "holding " + what
+	if stage.Hold == 0 {
+		doing = "took " + what
+	}
+	if err := r.book.set(ctx, func(rec *Record) { rec.Doing, rec.Weights, rec.Writing = doing, applied.After.Summary(), nil }); errors.Is(err, ErrLockLost) {
+		return err
+	} else if err != nil {
+		r.logf("NOTE: %v; the run goes on and records its state at the next renewal", err)
+	}
 	if stage.Hold > 0 {
 		step.HeldUntil = step.StartedAt.Add(stage.Hold)
 		if stage.Judged {
@@ -268,4 +335,4 @@ func (r *Runner) skipPassed(plan Plan, current int) Plan {
 
 // analyzed says whether metric analysis gates the mode: the modes that hold a partial
 // weight. promote, rollback and status move straight to an end (or nowhere).
-func analyzed(m config.Mode) bool { return m == config.ModeProgress || m == config.ModePhase }
+func analyzed(m config.Mode) bool { return m.Progressive() || m == config.ModePhase }

@@ -24,6 +24,7 @@ type fakeTraffic struct {
 	onWrite func(n int)
 	calls   int
 	readErr error
+	notes   []traffic.Why
 }
 
 func newFake(t *testing.T) *fakeTraffic {
@@ -66,6 +67,11 @@ func (f fakeRoute) Plan(d traffic.Desired) (traffic.Change, error) {
 }
 
 func (f *fakeTraffic) Read(context.Context) (traffic.State, error) { return f.state, f.readErr }
+
+func (f *fakeTraffic) Note(_ context.Context, why traffic.Why) error {
+	f.notes = append(f.notes, why)
+	return nil
+}
 
 func (f *fakeTraffic) Preflight(context.Context, traffic.Checks) (traffic.State, error) {
 	return f.state, f.readErr
