@@ -104,7 +104,11 @@ func TestRunRecordsItsProgress(t *testing.T) {
 	t.Parallel()
 	f, l := newFake(t), newFakeLock()
 	var log bytes.Buffer
-	c := cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 100}; c.StepDuration = time.Minute; c.RunLink = "https://ci.example.com/run/1" })
+	c := cfg(config.ModeProgress, func(c *config.Config) {
+		c.Steps = []int{25, 100}
+		c.StepDuration = time.Minute
+		c.RunLink = "https://ci.example.com/run/1"
+	})
 	res := lockedRunner(f, l, &log).Run(t.Context(), c)
 	if res.Outcome != Promoted {
 		t.Fatalf("outcome %s: %v\n%s", res.Outcome, res.Err, log.String())
@@ -238,7 +242,11 @@ func TestDriftIsNoted(t *testing.T) {
 		}
 	}
 	var log bytes.Buffer
-	res := runner(f, &log).Run(t.Context(), cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{25, 100}; c.StepDuration = time.Minute; c.RunLink = "https://ci.example.com/run/1" }))
+	res := runner(f, &log).Run(t.Context(), cfg(config.ModeProgress, func(c *config.Config) {
+		c.Steps = []int{25, 100}
+		c.StepDuration = time.Minute
+		c.RunLink = "https://ci.example.com/run/1"
+	}))
 	if res.Outcome != Interrupted {
 		t.Fatalf("outcome %s (%v)", res.Outcome, res.Err)
 	}
