@@ -166,6 +166,17 @@ func (a *Analyzer) preflightPolicy() retryPolicy {
 // rejected query (bad_data) or refused credentials are not. Every error names
 // the query.
 func (a *Analyzer) query(ctx context.Context, q string, at time.Time, p retryPolicy) (float64, error) {
+	val, err := a.queryValue(ctx, q, at, p)
+	if err != nil {
+		return 0, err
+	}
+	v, err := single(val, q)
+	return v, redactErr(err, a.secrets)
+}
+
+// queryValue runs one instant query with the retries of query and returns what Prometheus
+// answered.
+func (a *Analyzer) queryValue(ctx context.Context, q string, at time.Time, p retryPolicy) (model.Value, error) {
 	budget, cancel := context.WithTimeout(ctx, p.total)
 	defer cancel()
 	backoff := a.settings.Backoff
@@ -175,18 +186,17 @@ func (a *Analyzer) query(ctx context.Context, q string, at time.Time, p retryPol
 		attempts++
 		val, err := a.attempt(budget, q, at, p.attempt)
 		if err == nil {
-			v, err := single(val, q)
-			return v, redactErr(err, a.secrets)
+			return val, nil
 		}
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
+			return nil, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
 		}
 		retry, why := classify(err.err, err.status)
 		if err.timedOut {
 			retry, why = true, fmt.Errorf("no answer from Prometheus within %s", humanDuration(err.waited))
 		}
 		if !retry {
-			return 0, redactErr(fmt.Errorf("failed to run query %s: %w", q, why), a.secrets)
+			return nil, redactErr(fmt.Errorf("failed to run query %s: %w", q, why), a.secrets)
 		}
 		last = why
 		if attempts >= a.settings.Retries || budget.Err() != nil {
@@ -202,7 +212,7 @@ func (a *Analyzer) query(ctx context.Context, q string, at time.Time, p retryPol
 		}
 		timer.Stop()
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
+			return nil, fmt.Errorf("failed to run query %s: %w", q, context.Cause(ctx))
 		}
 		backoff *= 2
 	}
@@ -210,7 +220,7 @@ func (a *Analyzer) query(ctx context.Context, q string, at time.Time, p retryPol
 	if budget.Err() != nil {
 		gaveUp = fmt.Sprintf("after %d attempts in %s (%s)", attempts, humanDuration(p.total), p.totalName)
 	}
-	return 0, redactErr(fmt.Errorf("failed to run query %s: %w %s: %w", q, ErrUnavailable, gaveUp, last), a.secrets)
+	return nil, redactErr(fmt.Errorf("failed to run query %s: %w %s: %w", q, ErrUnavailable, gaveUp, last), a.secrets)
 }
 
 // attemptError is a failed attempt: the client's error and HTTP status, or that the attempt
