@@ -99,6 +99,8 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		return
 	}
 	plan := NewPlan(cfg, res.Analysis)
+	var skipped Plan
+	current := 0
 	if cfg.Mode == config.ModeProgress {
 		// A progression run again goes on from the canary's weight.
 		state, err := r.readWithin(ctx)
@@ -106,9 +108,11 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 			r.fail(ctx, parent, res, err)
 			return
 		}
-		plan = r.skipPassed(plan, state.Routing().CanaryWeight())
+		current = state.Routing().CanaryWeight()
+		plan, skipped = plan.from(current)
 	}
 	r.announce(cfg, plan, res.Analysis)
+	r.logSkipped(skipped, current)
 	takeOver := cfg.Mode == config.ModeRollback // the way out always proceeds
 	state, ok := r.preflight(ctx, parent, cfg, checksFor(cfg, plan), res, takeOver)
 	if !ok {
@@ -327,10 +331,14 @@ func (r *Runner) write(ctx context.Context, d traffic.Desired) (traffic.Applied,
 // skipPassed drops the weighted steps a progression has passed (see Plan.from), saying so.
 func (r *Runner) skipPassed(plan Plan, current int) Plan {
 	left, skipped := plan.from(current)
+	r.logSkipped(skipped, current)
+	return left
+}
+
+func (r *Runner) logSkipped(skipped Plan, current int) {
 	for _, st := range skipped {
 		r.logf("skipping %s: the canary already has %d%% and a progression never lowers it", st.Describe(), current)
 	}
-	return left
 }
 
 // analyzed says whether metric analysis gates the mode: the modes that hold a partial
