@@ -3,6 +3,13 @@
 // looks; and, for early step completion, whether the canary is close enough to stable. It is
 // pure: numbers in, verdicts and words out. No I/O, no other internal package.
 //
+// In short: every bad event (a 5xx, a slow request) lands on the canary or on stable about as
+// often as each serves traffic, if the canary is no worse. When the canary keeps getting more
+// than its share, evidence builds up window after window; the canary is rolled back once the
+// evidence is 1/α times what chance gives (100 at 99 % confidence). However often it looks, a
+// canary that is really no worse is rolled back in at most α of runs (1 in 100). The same
+// reasoning, turned around, shows when a canary is close enough to stable to end a step early.
+//
 // # What is compared
 //
 // A comparison is one kind of bad event: a 5xx answer, or a request slower than a latency
@@ -21,7 +28,7 @@
 //
 // # The one fact everything rests on
 //
-// For numbers a, b > 0 fixed before a window's bad events are counted,
+// For numbers a, b > 0 that depend on a window's request counts but not on its bad events,
 //
 //	E[a^x · b^y] ≤ exp(nc·qc·(a−1) + ns·qs·(b−1)),
 //
@@ -99,9 +106,18 @@
 //
 // # What it assumes
 //
-// Requests go bad independently of each other, at rates that may differ between the versions
-// but not drift apart within the run. Bursts break that: one failing pod behind stable makes
-// stable's errors arrive in clumps and the test sees more evidence than there is. Counts must
-// be exact deltas of counters over the same windows for both versions (see Delta), not the
-// extrapolated output of increase().
+// Requests go bad independently of each other. Rates may change from window to window (a
+// traffic peak, a slow dependency) as long as they change for both versions alike: the
+// guarantee needs the canary no worse than stable in every window, not constant rates.
+// Clumped failures break independence: a retry storm or one bad pod makes errors arrive in
+// groups, a group of twenty counts as twenty pieces of evidence, and the bound no longer holds
+// as stated. Counts must be exact deltas of counters over the same windows for both versions
+// (see Delta), not the extrapolated output of increase().
+//
+// # How well it works
+//
+// BenchmarkJudgeSimulation simulates rollouts on meshroll's default steps with both the
+// thresholds the judge replaces and this test, and prints the table (false rollbacks,
+// detection, time to rollback, early completion); TestFalseRollbackBound and
+// TestEarlyPassBound hold the two α bounds on smaller simulations.
 package judge
