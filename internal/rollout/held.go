@@ -66,7 +66,7 @@ func (r *Runner) acquire(ctx, parent context.Context, cfg config.Config, now tra
 	if every <= 0 {
 		every = 20 * time.Second
 	}
-	r.book = &ledger{lock: r.Lock, now: r.Now, every: every, rec: rec}
+	r.book = &ledger{lock: r.Lock, now: r.Now, every: every, budget: r.WriteTimeout, rec: rec}
 	runCtx, lost := context.WithCancelCause(ctx)
 	keepCtx, stop := context.WithCancel(runCtx)
 	done := make(chan struct{})
@@ -101,7 +101,7 @@ func (r *Runner) logTakeOver(found Holding, now traffic.Routing, mode config.Mod
 	case found.Live(at):
 		msg = "taking over the lock of " + found.Describe(at) + "; that run stops at its next step or renewal, without writing"
 	case found.Record.Outcome == "":
-		msg = "taking over the expired lock of " + found.Describe(at) + ": its runner stopped renewing it (killed?)"
+		msg = "taking over the expired lock of " + found.Describe(at) + ": its runner stopped renewing it (killed, or cut off from the API server)"
 	default:
 		return
 	}

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,17 +20,18 @@ import (
 // at once, and keep renews the lock every third of its duration. A nil ledger (no Lock)
 // records nothing.
 type ledger struct {
-	lock  Lock
-	now   func() time.Time
-	every time.Duration // between renewals
+	lock   Lock
+	now    func() time.Time
+	every  time.Duration // between renewals
+	budget time.Duration // of one write of the record: a silent API server is retried until then
 
 	mu   sync.Mutex
 	rec  Record
 	lost error // set once another run is found holding the lock
 }
 
-// lockBudget bounds one write of the record outside a renewal: the API server is retried
-// until then.
+// lockBudget bounds the release of the lock and the Event of a run that stopped; the
+// record's writes during the run have the step's write budget.
 const lockBudget = 10 * time.Second
 
 // set changes the record and writes it. After ErrLockLost it writes nothing again.
@@ -44,7 +46,8 @@ func (l *ledger) set(ctx context.Context, change func(*Record)) error {
 	}
 	change(&l.rec)
 	l.rec.Updated = l.now()
-	ctx, cancel := context.WithTimeoutCause(ctx, lockBudget, fmt.Errorf("the lock could not be renewed within %s", lockBudget))
+	budget := cmp.Or(l.budget, lockBudget)
+	ctx, cancel := context.WithTimeoutCause(ctx, budget, fmt.Errorf("the lock could not be renewed within %s", budget))
 	defer cancel()
 	err := l.lock.Update(ctx, l.rec)
 	if errors.Is(err, ErrLockLost) {

@@ -107,7 +107,7 @@ func (r *Runner) describeHolding(h Holding, cfg config.Config) string {
 	case h.Live(now):
 		fmt.Fprintf(&b, "rollout in flight on %s", object)
 	case rec.Outcome == "":
-		fmt.Fprintf(&b, "unfinished rollout on %s: its runner stopped renewing the lock (killed?); MESHROLL_MODE=resume goes on with it, MESHROLL_MODE=rollback returns traffic to %s", object, rec.Stable)
+		fmt.Fprintf(&b, "unfinished rollout on %s: its runner stopped renewing the lock (killed, or cut off from the API server); MESHROLL_MODE=resume goes on with it, MESHROLL_MODE=rollback returns traffic to %s", object, rec.Stable)
 	default:
 		fmt.Fprintf(&b, "last rollout on %s: %s %s ago", object, rec.Outcome, age(now, rec.Updated))
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -68,7 +69,7 @@ func decodeObject(raw []byte) (object, error) {
 // Event on the VirtualService that says what changed and d.Why (an Event that cannot be
 // recorded before ctx ends is a warning). A route that already does d is not written.
 func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
-	backoff := kube.Backoff() // a conflict is retried at the same pace
+	backoff := kube.Backoff()
 	attempts, conflicts := 0, 0
 	var last error
 	for {
@@ -91,7 +92,11 @@ func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied,
 			return traffic.Applied{}, c.gaveUp(ctx, attempts, conflicts, last)
 		}
 		last = err
-		timer := time.NewTimer(backoff.Step())
+		wait := conflictPause()
+		if !errors.Is(err, errConflict) {
+			wait = backoff.Step()
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -99,6 +104,14 @@ func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied,
 		case <-timer.C:
 		}
 	}
+}
+
+// conflictPause is the wait before another attempt after a conflict: a few milliseconds at
+// random. The API server answered, so there is nothing to back off from; another writer just
+// got there first, and a busy one (a controller writing many times a second) would win every
+// race against a write that waited longer.
+func conflictPause() time.Duration {
+	return time.Duration(rand.Int64N(int64(20 * time.Millisecond)))
 }
 
 // gaveUp says why a write that kept being retried did not land.
