@@ -64,12 +64,23 @@ func Retry(ctx context.Context, do func(ctx context.Context) error) error {
 	}
 }
 
-// silent says that ctx ended before the API server answered; last is kept (wrapped) unless
-// it only repeats that the context ended.
+// silent says that ctx ended before the API server answered. It matches ctx's cause and the
+// last error (errors.Is), but does not print the last error when that only repeats that the
+// context ended.
 func silent(ctx context.Context, since time.Time, last error) error {
 	waited := time.Since(since).Round(100 * time.Millisecond)
+	cause := context.Cause(ctx)
+	msg := fmt.Sprintf("%v: the API server had not answered for %s; last: %v", cause, waited, last)
 	if errors.Is(last, context.Canceled) || errors.Is(last, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: no answer from the API server within %s", context.Cause(ctx), waited)
+		msg = fmt.Sprintf("%v: no answer from the API server within %s", cause, waited)
 	}
-	return fmt.Errorf("%w: the API server had not answered for %s; last: %w", context.Cause(ctx), waited, last)
+	return &silentError{msg: msg, errs: []error{cause, last}}
 }
+
+type silentError struct {
+	msg  string
+	errs []error
+}
+
+func (e *silentError) Error() string   { return e.msg }
+func (e *silentError) Unwrap() []error { return e.errs }

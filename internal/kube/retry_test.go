@@ -69,6 +69,9 @@ func TestRetry(t *testing.T) {
 			if strings.Contains(err.Error(), "context canceled") {
 				t.Errorf("error shows a Go internal: %v", err)
 			}
+			if tt.cancelAt > 0 && tt.errs[0] != notFound && !errors.Is(err, context.Canceled) && !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("error %v matches neither the context's end nor the last error", err)
+			}
 		})
 	}
 }
