@@ -119,10 +119,27 @@ func (s Snapshot) Since(prev Snapshot) Counts {
 	return c
 }
 
-// delta is a counter's increase from was to now, a reset (now below was) counting from 0.
+// delta is how much a counter grew from was to now, in whole requests. Counters only grow,
+// so now below was means the process restarted and the counter began again from 0: the
+// delta is then now itself. Both samples are rounded first, so float noise is never taken
+// for a reset; NaN, infinite and negative samples count as 0. As with Prometheus's own
+// increase(), a restart after which the counter climbed past was again cannot be seen from
+// two samples.
 func delta(was, now float64) int64 {
-	if now < was {
-		was = 0
+	w, n := whole(was), whole(now)
+	if n < w {
+		return n
 	}
-	return int64(math.Round(now - was))
+	return n - w
+}
+
+// whole rounds a sample to a non-negative int64.
+func whole(v float64) int64 {
+	if math.IsNaN(v) || v <= 0 {
+		return 0
+	}
+	if v >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(math.Round(v))
 }

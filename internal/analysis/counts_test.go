@@ -106,14 +106,27 @@ func TestSnapshotCounts(t *testing.T) {
 
 func TestDelta(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		was, now float64
-		want     int64
+	inf := math.Inf(1)
+	for _, c := range []struct {
+		name       string
+		start, end float64
+		want       int64
 	}{
-		{0, 0, 0}, {10, 15, 5}, {10, 10, 0}, {10, 3, 3}, {0, 7, 7}, {1.0000001, 2.9999999, 2},
+		{"grew", 100, 180, 80},
+		{"unchanged", 100, 100, 0},
+		{"from nothing", 0, 42, 42},
+		{"reset: counted from 0", 1000, 40, 40},
+		{"reset to 0", 1000, 0, 0},
+		{"float noise is not a reset", 100.0000001, 100, 0},
+		{"rounded to whole requests", 10.4, 12.6, 3},
+		{"large counters keep precision", 9_007_199_254_740_000, 9_007_199_254_740_990, 990},
+		{"NaN start counts as 0", math.NaN(), 7, 7},
+		{"NaN end counts as 0", 7, math.NaN(), 0},
+		{"infinite end is capped", 5, inf, math.MaxInt64 - 5},
+		{"negative samples count as 0", -3, 4, 4},
 	} {
-		if got := delta(tt.was, tt.now); got != tt.want {
-			t.Errorf("delta(%g, %g) = %d, want %d", tt.was, tt.now, got, tt.want)
+		if got := delta(c.start, c.end); got != c.want {
+			t.Errorf("%s: delta(%g, %g) = %d, want %d", c.name, c.start, c.end, got, c.want)
 		}
 	}
 }

@@ -5,31 +5,6 @@ import (
 	"sort"
 )
 
-// Delta returns how much a Prometheus counter grew between two raw samples, start and end, as
-// a whole number. Counters only grow, so an end below start means the process restarted and
-// the counter began again from 0: the delta is then end itself. Both samples are rounded to
-// whole numbers first, so float noise is never taken for a reset; NaN, infinite and negative
-// samples count as 0. The result is never negative. As with Prometheus's own increase(), a
-// restart after which the counter climbed past start again cannot be seen from two samples.
-func Delta(start, end float64) int64 {
-	s, e := whole(start), whole(end)
-	if e < s {
-		return e
-	}
-	return e - s
-}
-
-// whole rounds a sample to a non-negative int64.
-func whole(v float64) int64 {
-	if math.IsNaN(v) || v <= 0 {
-		return 0
-	}
-	if v >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return int64(math.Round(v))
-}
-
 // Boundary picks the latency boundary of the slow-request comparison from the stable
 // workload's histogram at the start of a step: les are the bucket boundaries (the le labels,
 // +Inf allowed, in any order) and cumulative the number of requests at or below each. It

@@ -112,7 +112,8 @@
 // Clumped failures break independence: a retry storm or one bad pod makes errors arrive in
 // groups, a group of twenty counts as twenty pieces of evidence, and the bound no longer holds
 // as stated. Counts must be exact deltas of counters over the same windows for both versions
-// (see Delta), not the extrapolated output of increase().
+// (internal/analysis takes them from two snapshots of the counters, resets per series), not
+// the extrapolated output of increase().
 //
 // # How well it works
 //
