@@ -118,32 +118,41 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	if !ok {
 		return
 	}
-	if !cfg.DryRun {
-		var release func()
-		if ctx, release, ok = r.acquire(ctx, parent, cfg, state.Routing(), res, takeOver); !ok {
-			return
-		}
-		defer release()
-		// Read again under the lock: the run the lock was taken from may have moved the route.
-		var err error
-		if state, err = r.readWithin(ctx); err != nil {
-			r.fail(ctx, parent, res, err)
-			return
-		}
+	// Plan on paper before taking the lock, so that a run that cannot go anywhere writes
+	// nothing at all; then again under the lock, from a fresh read: the run the lock was
+	// taken from may have moved the route.
+	if plan, ok = r.ready(ctx, parent, cfg, plan, state, res); !ok || cfg.DryRun {
+		return
 	}
+	var release func()
+	if ctx, release, ok = r.acquire(ctx, parent, cfg, state.Routing(), res, takeOver); !ok {
+		return
+	}
+	defer release()
+	state, err := r.readWithin(ctx)
+	if err != nil {
+		r.fail(ctx, parent, res, err)
+		return
+	}
+	if plan, ok = r.ready(ctx, parent, cfg, plan, state, res); ok {
+		r.execute(ctx, parent, cfg, plan, state.Routing(), res)
+	}
+}
+
+// ready drops the steps a progression has passed and plans the rest on paper from state
+// (see onPaper); ok is false when the run ended there: nothing to do (unchanged), a stage
+// that cannot be taken, or a dry run, which prints its plan.
+func (r *Runner) ready(ctx, parent context.Context, cfg config.Config, plan Plan, state traffic.State, res *Result) (Plan, bool) {
 	now := state.Routing()
 	if cfg.Mode == config.ModeProgress {
-		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since the first read
+		plan = r.skipPassed(plan, now.CanaryWeight()) // in case the weight moved since it was read
 	}
 	if len(plan) == 0 {
 		r.logf("nothing to do: the canary already has %d%%, as much as the progression's last step or more", now.CanaryWeight())
 		res.Outcome = Unchanged
-		return
+		return nil, false
 	}
-	if !r.onPaper(ctx, parent, plan, state, res, cfg.DryRun) {
-		return
-	}
-	r.execute(ctx, parent, cfg, plan, now, res)
+	return plan, r.onPaper(ctx, parent, plan, state, res, cfg.DryRun)
 }
 
 // onPaper plans every stage from state before anything is written, so that a stage that
