@@ -238,7 +238,25 @@ func (m *Mesh) SetBehaviour(subset string, errorRate float64, latency time.Durat
 	if !ok {
 		panic(fmt.Sprintf("meshsim: SetBehaviour of subset %q, which is not among the mesh's versions", subset))
 	}
-	b.behaviour.Store(&behaviour{errorRate: min(max(errorRate, 0), 1), latency: max(latency, 0)})
+	spread := 0.0
+	if old := b.behaviour.Load(); old != nil {
+		spread = old.spread // SetSpread's, kept
+	}
+	b.behaviour.Store(&behaviour{errorRate: min(max(errorRate, 0), 1), latency: max(latency, 0), spread: spread})
+}
+
+// SetSpread makes the version's latencies log-normal around the latency SetBehaviour gave
+// (its median), with sigma the standard deviation of their logarithm (0.3: the p99 is about
+// twice the median); 0 makes every request take exactly that latency again. Errors stay as
+// set.
+func (m *Mesh) SetSpread(subset string, sigma float64) {
+	b, ok := m.versions[subset]
+	if !ok {
+		panic(fmt.Sprintf("meshsim: SetSpread of subset %q, which is not among the mesh's versions", subset))
+	}
+	bh := *b.behaviour.Load()
+	bh.spread = max(sigma, 0)
+	b.behaviour.Store(&bh)
 }
 
 // Requests is how many requests the version's backend has answered (successes and errors),

@@ -3,6 +3,7 @@ package meshsim
 import (
 	"context"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync/atomic"
@@ -20,6 +21,17 @@ type backend struct {
 type behaviour struct {
 	errorRate float64
 	latency   time.Duration
+	// spread, when above 0, makes each request's latency log-normal around latency (its
+	// median), with this σ of the logarithm: latencies spread over buckets as in life.
+	spread float64
+}
+
+// draw is one request's latency.
+func (bh *behaviour) draw() time.Duration {
+	if bh.spread <= 0 || bh.latency <= 0 {
+		return bh.latency
+	}
+	return time.Duration(float64(bh.latency) * math.Exp(bh.spread*rand.NormFloat64()))
 }
 
 // serveFront plays the caller's sidecar and the destination's: it routes the request by the
@@ -114,13 +126,14 @@ func (m *Mesh) goShadow(send func(context.Context), sent *atomic.Int64) {
 // away during the wait is Envoy's "DC" with response code 0.
 func (b *backend) serve(ctx context.Context) (code int, flags string, elapsed time.Duration) {
 	bh := b.behaviour.Load()
-	if bh.latency > 0 {
-		t := time.NewTimer(bh.latency)
+	latency := bh.draw()
+	if latency > 0 {
+		t := time.NewTimer(latency)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return 0, "DC", bh.latency
+			return 0, "DC", latency
 		}
 	}
 	b.requests.Add(1)
@@ -128,5 +141,5 @@ func (b *backend) serve(ctx context.Context) (code int, flags string, elapsed ti
 	if bh.errorRate > 0 && rand.Float64() < bh.errorRate {
 		code = http.StatusServiceUnavailable
 	}
-	return code, "-", bh.latency
+	return code, "-", latency
 }
