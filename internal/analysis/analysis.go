@@ -135,7 +135,7 @@ func New(s Settings) (*Analyzer, error) {
 		secrets:  secrets,
 	}
 	q := a.labels()
-	a.checks = builtinChecks(q, a.window)
+	a.checks = builtinChecks(q, a.window, s.Analysis)
 	data := config.QueryData{Namespace: q.namespace, CanaryWorkload: q.canary, StableWorkload: q.stable, Reporter: q.reporter, Interval: a.window}
 	for _, c := range s.Checks {
 		rendered, err := c.Render(data)

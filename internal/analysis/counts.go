@@ -39,8 +39,10 @@ func (t Tally) Boundaries() []float64 {
 
 // Counts are the tallies of both workloads over one window.
 type Counts struct {
-	From, To       time.Time
-	Canary, Stable Tally
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Canary Tally     `json:"canary"`
+	Stable Tally     `json:"stable"`
 }
 
 // Snapshot is the raw value of every counter series of both workloads at one instant.
@@ -117,6 +119,16 @@ func (s Snapshot) Since(prev Snapshot) Counts {
 		}
 	}
 	return c
+}
+
+// Count reads both workloads' counters at at and returns them with what was served since
+// prev (the zero Snapshot: since the counters started).
+func (a *Analyzer) Count(ctx context.Context, prev Snapshot, at time.Time) (Snapshot, Counts, error) {
+	snap, err := a.Snapshot(ctx, at)
+	if err != nil {
+		return Snapshot{}, Counts{}, err
+	}
+	return snap, snap.Since(prev), nil
 }
 
 // delta is how much a counter grew from was to now, in whole requests. Counters only grow,

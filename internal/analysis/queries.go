@@ -3,6 +3,8 @@ package analysis
 import (
 	"fmt"
 	"strings"
+
+	"github.com/meshroll/meshroll/internal/config"
 )
 
 // checkKind tells how a check's value is judged.
@@ -60,17 +62,24 @@ func latencyQuery(reporter, namespace, workload, window string) string {
 }
 
 // builtinChecks are the checks every window runs, request volume first: it
-// decides whether the others can be judged.
-func builtinChecks(q labels, window string) []check {
-	return []check{
+// decides whether the others can be judged. The success rate and the p99 are
+// guardrails, run only when their threshold is set: the canary is compared
+// with stable by the sequential test (internal/judge) on counts.
+func builtinChecks(q labels, window string, a config.Analysis) []check {
+	checks := []check{
 		{name: CheckRequestVolume, kind: kindVolume,
 			canary: volumeQuery(q.reporter, q.namespace, q.canary, window),
 			stable: volumeQuery(q.reporter, q.namespace, q.stable, window)},
-		{name: CheckSuccessRate, kind: kindSuccessRate,
-			canary: successRateQuery(q.reporter, q.namespace, q.canary, window),
-			stable: successRateQuery(q.reporter, q.namespace, q.stable, window)},
-		{name: CheckLatencyP99, kind: kindLatency,
-			canary: latencyQuery(q.reporter, q.namespace, q.canary, window),
-			stable: latencyQuery(q.reporter, q.namespace, q.stable, window)},
 	}
+	if a.MinSuccessRate > 0 {
+		checks = append(checks, check{name: CheckSuccessRate, kind: kindSuccessRate,
+			canary: successRateQuery(q.reporter, q.namespace, q.canary, window),
+			stable: successRateQuery(q.reporter, q.namespace, q.stable, window)})
+	}
+	if a.MaxLatencyP99 > 0 {
+		checks = append(checks, check{name: CheckLatencyP99, kind: kindLatency,
+			canary: latencyQuery(q.reporter, q.namespace, q.canary, window),
+			stable: latencyQuery(q.reporter, q.namespace, q.stable, window)})
+	}
+	return checks
 }

@@ -47,6 +47,31 @@ type Result struct {
 type Window struct {
 	At      time.Time `json:"at"`
 	Results []Result  `json:"results"`
+	// Counts are what both workloads served in the window, exactly (nil when the counters
+	// could not be read); Comparisons are the sequential tests of canary against stable after
+	// it, over the run so far (internal/judge decides; the rollout fills them in).
+	Counts      *Counts      `json:"counts,omitempty"`
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+}
+
+// Comparison is where one sequential test of canary against stable stands: its totals over
+// the run so far, and the evidence.
+type Comparison struct {
+	// Name is what is compared: "5xx", or "slower than 250 ms".
+	Name           string `json:"name"`
+	CanaryRequests int64  `json:"canaryRequests"`
+	CanaryBad      int64  `json:"canaryBad"`
+	StableRequests int64  `json:"stableRequests"`
+	StableBad      int64  `json:"stableBad"`
+	// Confidence that the canary is worse, from 0 to 1; Worse once it reaches the run's
+	// confidence (MESHROLL_CONFIDENCE, split across the comparisons).
+	Confidence float64 `json:"confidence"`
+	Worse      bool    `json:"worse"`
+	// CloseEnough says the canary is shown within the margin of stable (early completion).
+	CloseEnough bool `json:"closeEnough,omitempty"`
+	// Evidence says it in words: "5xx 0.9 % vs 0.4 % over 1,840 canary requests: worse with
+	// 99.2 % confidence".
+	Evidence string `json:"evidence"`
 }
 
 // Judged reports whether the window can decide anything: every result is a

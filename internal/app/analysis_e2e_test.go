@@ -25,6 +25,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshroll/meshroll/internal/meshsim"
 	"github.com/meshroll/meshroll/internal/testenv"
@@ -241,8 +242,9 @@ func TestCanaryAnalysisHealthy(t *testing.T) {
 	}
 }
 
-// A canary that starts answering 5xx once it has the second step's weight fails the
-// success-rate check there: all traffic returns to stable and the third step is never taken.
+// A canary that starts answering 5xx once it has the second step's weight is found worse than
+// stable there, with no threshold set: all traffic returns to stable at once and the third
+// step is never taken.
 func TestCanaryAnalysisErrorsFromSecondStep(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, rigOptions{rps: 80})
@@ -272,25 +274,37 @@ func TestCanaryAnalysisErrorsFromSecondStep(t *testing.T) {
 	if maxWeight != second {
 		t.Errorf("the canary reached weight %d (history %v); the step after the failure (%d) must never be taken", maxWeight, seen, second)
 	}
-	got.expectOutput(t, "check success-rate failed", "step 2/4 window 2 at", "rollback: reviews v1 60 → 100, v2 40 → 0")
+	got.expectOutput(t, "the canary is worse than stable: 5xx", "step 2/4 window", "rollback: reviews v1 60 → 100, v2 40 → 0")
 	if strings.Contains(got.stdout, "step 3/4") {
 		t.Errorf("step 3 was started:\n%s", got.stdout)
 	}
 }
 
-// A canary that is slower than MESHROLL_MAX_LATENCY_P99 but answers every request fails
-// latency-p99 alone.
+// A canary 40 % slower than stable (log-normal latencies around 60 and 84 ms) that answers
+// every request is rolled back, with no latency threshold set: its requests above the bucket
+// boundary nearest stable's p99 outnumber its share.
 func TestCanaryAnalysisLatencyRegression(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, rigOptions{rps: 80})
-	r.mesh.SetBehaviour("v2", 0, 250*time.Millisecond)
-	got := r.start(t, "MESHROLL_MAX_LATENCY_P99=100").wait(t)
+	for v, median := range map[string]time.Duration{"v1": 60 * time.Millisecond, "v2": 84 * time.Millisecond} {
+		r.mesh.SetBehaviour(v, 0, median)
+		r.mesh.SetSpread(v, 0.3)
+	}
+	// The boundary is taken from what stable served in the two intervals before a step:
+	// let it serve that long at its new latency first (a condition on requests served).
+	served := r.mesh.Requests("v1")
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return r.mesh.Requests("v1")-served >= 500, nil
+	})
+	if err != nil {
+		t.Fatalf("stable never served 500 requests at its new latency: %v", err)
+	}
+	got := r.start(t).wait(t)
 	got.expect(t, 3, "canary-failed")
 	r.expectWeights(t, "v1 100, v2 0")
-	got.expectOutput(t, "check latency-p99 failed", "is above 100 ms")
-	// Built-ins are judged in order, so a failed success rate would have been named first.
-	if strings.Contains(got.stdout+got.stderr, "check success-rate failed") {
-		t.Errorf("the success rate failed, but the canary answered every request")
+	got.expectOutput(t, "the canary is worse than stable: slower than")
+	if strings.Contains(got.stdout+got.stderr, "worse than stable: 5xx") {
+		t.Errorf("the canary was found worse on 5xx, but it answered every request")
 	}
 }
 
@@ -333,10 +347,11 @@ func TestCanaryAnalysisPrometheusStopped(t *testing.T) {
 }
 
 // A custom business check fails while every built-in passes: the canary's 5xx rate must be 0,
-// and 20% errors are within MESHROLL_MIN_SUCCESS_RATE=50.
+// and 20% errors are within MESHROLL_MIN_SUCCESS_RATE=50 and no worse than stable's.
 func TestCanaryAnalysisCustomCheck(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, rigOptions{rps: 80})
+	r.mesh.SetBehaviour("v1", 0.2, 0)
 	r.mesh.SetBehaviour("v2", 0.2, 0)
 	checks, err := json.Marshal([]map[string]any{{
 		"name":  "canary-5xx",

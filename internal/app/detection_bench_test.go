@@ -80,7 +80,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 		took := r.untilStable(b, failedAt)
 		got := m.wait(b)
 		got.expect(b, 3, "canary-failed")
-		got.expectOutput(b, "check success-rate failed")
+		got.expectOutput(b, "the canary is worse than stable: 5xx")
 		detect = append(detect, took.Seconds())
 		b.Logf("iteration %d: failure %.2fs after the first window, traffic back on stable %.2fs later (target %v)",
 			i+1, phase*detectionInterval.Seconds(), took.Seconds(), target)

@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// The layout of DESIGN.md: config, kube and traffic import no other internal package; the
-// traffic backends (traffic/istio) import traffic and kube (its retries) only; the lease
-// implements rollout's Lock with rollout's types;
-// analysis knows config only (its validated input); rollout knows config, traffic and analysis
-// (types and errors) only; testenv and demo are never linked into meshroll.
+// The layout of DESIGN.md: config, kube, traffic and judge import no other internal
+// package; the traffic backends (traffic/istio) import traffic and kube (its retries) only;
+// the lease implements rollout's Lock with rollout's types; analysis knows config only (its
+// validated input); rollout knows config, traffic, analysis and judge (types and errors)
+// only; testenv and demo are never linked into meshroll.
 func TestLayout(t *testing.T) {
 	t.Parallel()
 	const module = "github.com/meshroll/meshroll/"
@@ -20,11 +20,12 @@ func TestLayout(t *testing.T) {
 		"internal/kube":          nil,
 		"internal/traffic":       nil,
 		"internal/traffic/istio": {"internal/kube", "internal/traffic"},
-		"internal/lease":         {"internal/analysis", "internal/config", "internal/kube", "internal/rollout", "internal/traffic"},
+		"internal/lease":         {"internal/analysis", "internal/config", "internal/judge", "internal/kube", "internal/rollout", "internal/traffic"},
 		"internal/analysis":      {"internal/config"},
-		"internal/rollout":       {"internal/analysis", "internal/config", "internal/traffic"},
-		"internal/report":        {"internal/analysis", "internal/config", "internal/rollout", "internal/traffic"},
-		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
+		"internal/rollout":       {"internal/analysis", "internal/config", "internal/judge", "internal/traffic"},
+		"internal/judge":         nil,
+		"internal/report":        {"internal/analysis", "internal/config", "internal/judge", "internal/rollout", "internal/traffic"},
+		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
 	}
 	for pkg, want := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()

@@ -28,7 +28,7 @@ var jason = http.Header{"End-User": {"jason"}}
 
 const matchJason = "MESHROLL_MATCH=[{headers: {end-user: {exact: jason}}}]"
 
-// A faulty canary shown to the users of MESHROLL_MATCH fails success-rate in the A/B stage
+// A faulty canary shown to the users of MESHROLL_MATCH is found worse than stable in the A/B stage
 // and is rolled back: the A/B route goes, and the canary's weight never left 0, so no other
 // user ever got an answer from it.
 func TestShapesFaultyCanaryABStage(t *testing.T) {
@@ -46,7 +46,7 @@ func TestShapesFaultyCanaryABStage(t *testing.T) {
 	seen := others.stop()
 	got.expect(t, 3, "canary-failed")
 	got.expectOutput(t, "1. A/B: requests matching MESHROLL_MATCH to the canary, held 6s and judged",
-		"A/B route meshroll-ab-v2 inserted", "step 1/4 window", "check success-rate failed", "A/B route meshroll-ab-v2 removed")
+		"A/B route meshroll-ab-v2 inserted", "step 1/4 window", "the canary is worse than stable: 5xx", "A/B route meshroll-ab-v2 removed")
 	if strings.Contains(got.stdout, "step 2/4") {
 		t.Errorf("a weighted step was started after the A/B stage failed:\n%s", got.stdout)
 	}
@@ -66,7 +66,7 @@ func TestShapesFaultyCanaryABStage(t *testing.T) {
 	}
 }
 
-// A faulty canary that gets copies of every request fails success-rate in the mirror stage
+// A faulty canary that gets copies of every request is found worse than stable in the mirror stage
 // and is rolled back: the mirror goes, the canary's weight never left 0, and no caller ever
 // saw an error, since the mesh drops the mirror's answers.
 func TestShapesFaultyCanaryMirrorStage(t *testing.T) {
@@ -81,7 +81,7 @@ func TestShapesFaultyCanaryMirrorStage(t *testing.T) {
 	seen := callers.stop()
 	got.expect(t, 3, "canary-failed")
 	got.expectOutput(t, "1. mirror 100% of the requests to the canary, held 6s and judged",
-		"mirroring 100% to the canary", "step 1/4 window", "check success-rate failed", "mirror removed")
+		"mirroring 100% to the canary", "step 1/4 window", "the canary is worse than stable: 5xx", "mirror removed")
 	if strings.Contains(got.stdout, "step 2/4") {
 		t.Errorf("a weighted step was started after the mirror stage failed:\n%s", got.stdout)
 	}

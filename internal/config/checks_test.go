@@ -205,7 +205,7 @@ func TestChecksReportedWithEveryOtherProblem(t *testing.T) {
 	t.Parallel()
 	_, err := Load(analysis("MESHROLL_CHECKS=[{name: x, query: vector(1)}]", "MESHROLL_MIN_SUCCESS_RATE=101", "MESHROLL_WIEGHT=1"))
 	want := []string{
-		"MESHROLL_MIN_SUCCESS_RATE=101: must be a percentage from 0 to 100, e.g. 99.5",
+		"MESHROLL_MIN_SUCCESS_RATE=101: must be a percentage above 0 and at most 100, e.g. 99.5, or empty for no such guardrail",
 		"MESHROLL_CHECKS: check 1 (x): set min, max or both; a check without a bound can never fail",
 		"MESHROLL_WIEGHT is not a meshroll variable: did you mean MESHROLL_WEIGHT?",
 	}

@@ -195,9 +195,9 @@ func TestLoad(t *testing.T) {
 			change: func(c *Config) {
 				c.CanaryDeployment, c.StableDeployment = "reviews-v2", "reviews-v1"
 				c.Analysis = Analysis{
-					PrometheusURL: "http://prometheus:9090", Interval: 30 * time.Second, MinSuccessRate: 99,
-					MaxLatencyP99: 500, MinRequests: 20, FailureThreshold: 2, CanaryWorkload: "reviews-v2",
-					StableWorkload: "reviews-v1", Reporter: "destination",
+					PrometheusURL: "http://prometheus:9090", Interval: 30 * time.Second,
+					MinRequests: 20, FailureThreshold: 2, CanaryWorkload: "reviews-v2",
+					StableWorkload: "reviews-v1", Reporter: "destination", Confidence: 99, MarginFactor: 1.5, MarginPoints: 0.2,
 				}
 			},
 		},
@@ -209,15 +209,17 @@ func TestLoad(t *testing.T) {
 				"MESHROLL_ANALYSIS_INTERVAL=15s", "MESHROLL_MIN_SUCCESS_RATE=99.5", "MESHROLL_MAX_LATENCY_P99=250",
 				"MESHROLL_MIN_REQUESTS=0", "MESHROLL_FAILURE_THRESHOLD=1", "MESHROLL_CHECKS=- {name: x, query: 'sum(y)', max: 1}",
 				"MESHROLL_CANARY_WORKLOAD=reviews-canary", "MESHROLL_STABLE_WORKLOAD=reviews-primary", "MESHROLL_REPORTER=source",
-				"MESHROLL_ON_INCONCLUSIVE=hold", "MESHROLL_ON_CANCEL=leave"),
+				"MESHROLL_ON_INCONCLUSIVE=hold", "MESHROLL_ON_CANCEL=leave", "MESHROLL_CONFIDENCE=95", "MESHROLL_MIN_STEP_DURATION=30s",
+				"MESHROLL_STEP_DURATION=2m", "MESHROLL_MARGIN_FACTOR=2", "MESHROLL_MARGIN_POINTS=0.5"),
 			change: func(c *Config) {
-				c.OnInconclusive, c.OnCancel = ActionHold, ActionLeave
+				c.OnInconclusive, c.OnCancel, c.StepDuration = ActionHold, ActionLeave, 2*time.Minute
 				c.Analysis = Analysis{
 					PrometheusURL: "https://prom.example:9443/prefix", Username: "ops", Password: "s3cret pass",
 					CAFile: "/etc/ca.pem", Headers: map[string]string{"X-Scope-OrgID": "tenant-1", "X-Other": "a:b"},
 					Interval: 15 * time.Second, MinSuccessRate: 99.5, MaxLatencyP99: 250, MinRequests: 0, FailureThreshold: 1,
 					Checks: []Check{{Name: "x", Query: "sum(y)", Max: ptr(1)}}, CanaryWorkload: "reviews-canary",
-					StableWorkload: "reviews-primary", Reporter: "source",
+					StableWorkload: "reviews-primary", Reporter: "source", Confidence: 95, MinStepDuration: 30 * time.Second,
+					MarginFactor: 2, MarginPoints: 0.5,
 				}
 			},
 		},
@@ -358,7 +360,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"Prometheus URL not absolute", analysis("MESHROLL_PROMETHEUS_URL=prometheus:9090"),
 			[]string{"MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL"}},
 		{"success rate out of range", analysis("MESHROLL_MIN_SUCCESS_RATE=101"),
-			[]string{"MESHROLL_MIN_SUCCESS_RATE=101: must be a percentage from 0 to 100"}},
+			[]string{"MESHROLL_MIN_SUCCESS_RATE=101: must be a percentage above 0 and at most 100"}},
 		{"latency not a number", analysis("MESHROLL_MAX_LATENCY_P99=500ms"),
 			[]string{"MESHROLL_MAX_LATENCY_P99=500ms: must be milliseconds greater than 0"}},
 		{"latency zero", analysis("MESHROLL_MAX_LATENCY_P99=0"), []string{"MESHROLL_MAX_LATENCY_P99=0: must be milliseconds"}},
@@ -501,7 +503,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 41; got != want {
+	if got, want := len(known)-len(reserved), 45; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

@@ -17,9 +17,10 @@ const (
 	defaultAction       = ActionRollback // MESHROLL_ON_INCONCLUSIVE and MESHROLL_ON_CANCEL
 
 	defaultInterval         = 30 * time.Second
-	defaultMinSuccessRate   = 99.0
-	defaultMaxLatencyP99    = 500.0
 	defaultMinRequests      = 20.0
+	defaultConfidence       = 99.0
+	defaultMarginFactor     = 1.5
+	defaultMarginPoints     = 0.2
 	defaultFailureThreshold = 2
 	defaultReporter         = "destination"
 
@@ -51,9 +52,10 @@ func (in *input) applyDefaults() {
 		return
 	}
 	orDefault(&in.Interval, defaultInterval.String())
-	orDefault(&in.MinSuccessRate, formatNumber(defaultMinSuccessRate))
-	orDefault(&in.MaxLatencyP99, formatNumber(defaultMaxLatencyP99))
 	orDefault(&in.MinRequests, formatNumber(defaultMinRequests))
+	orDefault(&in.Confidence, formatNumber(defaultConfidence))
+	orDefault(&in.MarginFactor, formatNumber(defaultMarginFactor))
+	orDefault(&in.MarginPoints, formatNumber(defaultMarginPoints))
 	orDefault(&in.FailureThreshold, strconv.Itoa(defaultFailureThreshold))
 	orDefault(&in.Reporter, defaultReporter)
 	orDefault(&in.CanaryWorkload, in.CanaryDeployment)

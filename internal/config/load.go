@@ -64,6 +64,10 @@ type input struct {
 	CanaryWorkload   string `env:"MESHROLL_CANARY_WORKLOAD"`
 	StableWorkload   string `env:"MESHROLL_STABLE_WORKLOAD"`
 	Reporter         string `env:"MESHROLL_REPORTER"`
+	Confidence       string `env:"MESHROLL_CONFIDENCE"`
+	MinStepDuration  string `env:"MESHROLL_MIN_STEP_DURATION"`
+	MarginFactor     string `env:"MESHROLL_MARGIN_FACTOR"`
+	MarginPoints     string `env:"MESHROLL_MARGIN_POINTS"`
 	OnInconclusive   string `env:"MESHROLL_ON_INCONCLUSIVE"`
 	OnCancel         string `env:"MESHROLL_ON_CANCEL"`
 	LeaseDuration    string `env:"MESHROLL_LEASE_DURATION"`

@@ -93,14 +93,23 @@ type Analysis struct {
 	InsecureSkipVerify bool
 	Headers            map[string]string // values are secret
 	Interval           time.Duration
-	MinSuccessRate     float64 // percent
-	MaxLatencyP99      float64 // milliseconds
+	MinSuccessRate     float64 // percent; 0: no such guardrail
+	MaxLatencyP99      float64 // milliseconds; 0: no such guardrail
 	MinRequests        float64
 	FailureThreshold   int
 	Checks             []Check // MESHROLL_CHECKS, parsed; nil when there are none
 	CanaryWorkload     string
 	StableWorkload     string
 	Reporter           string // destination or source
+	// Confidence (percent) of the sequential test of canary against stable: a canary no
+	// worse than stable is rolled back in at most 100−Confidence percent of runs.
+	Confidence float64
+	// MinStepDuration, when set, lets a step end this early once the canary is shown close
+	// enough to stable: worse by at most MarginFactor times, or MarginPoints percentage
+	// points, whichever is larger.
+	MinStepDuration time.Duration
+	MarginFactor    float64
+	MarginPoints    float64
 }
 
 // Enabled reports whether the steps are gated by metric analysis.

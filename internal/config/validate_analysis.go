@@ -65,6 +65,10 @@ func (in input) analysisOnly() []struct{ name, value string } {
 		{"MESHROLL_CANARY_WORKLOAD", in.CanaryWorkload},
 		{"MESHROLL_STABLE_WORKLOAD", in.StableWorkload},
 		{"MESHROLL_REPORTER", in.Reporter},
+		{"MESHROLL_CONFIDENCE", in.Confidence},
+		{"MESHROLL_MIN_STEP_DURATION", in.MinStepDuration},
+		{"MESHROLL_MARGIN_FACTOR", in.MarginFactor},
+		{"MESHROLL_MARGIN_POINTS", in.MarginPoints},
 	}
 }
 
@@ -115,14 +119,20 @@ func (in input) thresholds(v *validator, a *Analysis) {
 	if a.Interval > 0 && a.Interval < time.Second {
 		v.invalid("MESHROLL_ANALYSIS_INTERVAL", strings.TrimSpace(in.Interval), "must be at least 1s (Prometheus windows are whole seconds); use e.g. 30s")
 	}
-	a.MinSuccessRate = number(v, "MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate, defaultMinSuccessRate, 0, 100, "a percentage from 0 to 100, e.g. 99.5")
-	a.MaxLatencyP99 = number(v, "MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99, defaultMaxLatencyP99, math.SmallestNonzeroFloat64, math.Inf(1), "milliseconds greater than 0, e.g. 500")
+	a.MinSuccessRate = number(v, "MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate, 0, math.SmallestNonzeroFloat64, 100, "a percentage above 0 and at most 100, e.g. 99.5, or empty for no such guardrail")
+	a.MaxLatencyP99 = number(v, "MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99, 0, math.SmallestNonzeroFloat64, math.Inf(1), "milliseconds greater than 0, e.g. 500, or empty for no such guardrail")
 	a.MinRequests = number(v, "MESHROLL_MIN_REQUESTS", in.MinRequests, defaultMinRequests, 0, math.Inf(1), "a request count of 0 or more, e.g. 20")
 	threshold := number(v, "MESHROLL_FAILURE_THRESHOLD", in.FailureThreshold, defaultFailureThreshold, 1, 1000, "a whole number of failed checks from 1 to 1000, e.g. 2")
 	if threshold != math.Trunc(threshold) {
 		v.invalid("MESHROLL_FAILURE_THRESHOLD", strings.TrimSpace(in.FailureThreshold), "must be a whole number; use e.g. 2")
 	}
 	a.FailureThreshold = int(threshold)
+
+	a.Confidence = number(v, "MESHROLL_CONFIDENCE", in.Confidence, defaultConfidence, 50, 99.99, "a percentage from 50 to 99.99, e.g. 99")
+	a.MinStepDuration = duration(v, "MESHROLL_MIN_STEP_DURATION", in.MinStepDuration, 0, false,
+		"use a duration such as 2m, or leave it empty to hold every step for MESHROLL_STEP_DURATION")
+	a.MarginFactor = number(v, "MESHROLL_MARGIN_FACTOR", in.MarginFactor, defaultMarginFactor, 1, 100, "a factor of 1 or more, e.g. 1.5")
+	a.MarginPoints = number(v, "MESHROLL_MARGIN_POINTS", in.MarginPoints, defaultMarginPoints, 0, 100, "percentage points from 0 to 100, e.g. 0.2")
 
 	switch r := strings.TrimSpace(in.Reporter); r {
 	case "destination", "source":
@@ -151,6 +161,9 @@ func workloads(v *validator, a Analysis) {
 func hold(v *validator, cfg Config, a Analysis) {
 	if !cfg.Mode.Progressive() && cfg.Mode != ModePhase {
 		return
+	}
+	if m := a.MinStepDuration; m > 0 && (m < a.Interval || m >= cfg.StepDuration) {
+		v.invalid("MESHROLL_MIN_STEP_DURATION", m.String(), "must be at least MESHROLL_ANALYSIS_INTERVAL (%s) and shorter than MESHROLL_STEP_DURATION (%s): a step ends early only after a judged window, and never later than its full hold", a.Interval, cfg.StepDuration)
 	}
 	if cfg.StepDuration > 0 && a.Interval > 0 && cfg.StepDuration < a.Interval {
 		v.invalid("MESHROLL_STEP_DURATION", cfg.StepDuration.String(), "shorter than MESHROLL_ANALYSIS_INTERVAL=%s, so no analysis window could be judged; hold each step at least one interval", a.Interval)

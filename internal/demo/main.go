@@ -57,7 +57,7 @@ type rollout struct {
 
 var rollouts = []rollout{
 	{stable: "v1", canary: "v2", wantExit: 0, wantResult: "promoted"},
-	{stable: "v2", canary: "v3", errorRate: faultyRate, wantExit: 3, wantResult: "canary-failed", wantCheck: "success-rate"},
+	{stable: "v2", canary: "v3", errorRate: faultyRate, wantExit: 3, wantResult: "canary-failed", wantCheck: "5xx"},
 	{
 		stable: "v2", canary: "v4",
 		shapes: []string{"MESHROLL_MIRROR_PERCENT=50", "MESHROLL_MATCH=[{headers: {end-user: {exact: jason}}}]"},

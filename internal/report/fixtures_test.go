@@ -183,6 +183,30 @@ func fixtures() []fixture {
 	shaped.Final = weights(100, 0)
 	shaped.FinishedAt = at(5*m + 3*time.Second)
 
+	// The sequential test found the canary worse than stable on its 5xx: rolled back at once,
+	// with no threshold breached.
+	worse := baseResult(config.ModeProgress)
+	worse.Analysis = true
+	w1 := window(at(m+time.Second), 120, 99.2, 210)
+	w1.Results = w1.Results[:1] // request volume only: no guardrail set
+	w1.Comparisons = []analysis.Comparison{
+		{Name: "5xx", CanaryRequests: 120, CanaryBad: 1, StableRequests: 1080, StableBad: 4, Confidence: 0.12, Evidence: "5xx 0.83 % vs 0.37 % over 120 canary requests: no evidence yet that the canary is worse (confidence 12 %)"},
+		{Name: "slower than 250 ms", CanaryRequests: 120, CanaryBad: 1, StableRequests: 1080, StableBad: 10, Evidence: "slower than 250 ms 0.83 % vs 0.93 % over 120 canary requests: no evidence yet that the canary is worse (confidence 0 %)"},
+	}
+	w2 := window(at(2*m+time.Second), 130, 93, 190)
+	w2.Results = w2.Results[:1]
+	w2.Comparisons = []analysis.Comparison{
+		{Name: "5xx", CanaryRequests: 250, CanaryBad: 10, StableRequests: 2200, StableBad: 9, Confidence: 0.9991, Worse: true, Evidence: "5xx 4 % vs 0.41 % over 250 canary requests: worse with 99.9 % confidence"},
+		{Name: "slower than 250 ms", CanaryRequests: 250, CanaryBad: 2, StableRequests: 2200, StableBad: 21, Evidence: "slower than 250 ms 0.8 % vs 0.95 % over 250 canary requests: no evidence yet that the canary is worse (confidence 0 %)"},
+	}
+	worse.Steps = []rollout.Step{setStep(1, 4, 10, 0, at(time.Second), 2*m, w1, w2), rollbackStep(10, at(2*m+2*time.Second))}
+	worse.Outcome = rollout.CanaryFailed
+	worse.FailedCheck = "5xx"
+	worse.Reason = "the canary is worse than stable: " + w2.Comparisons[0].Evidence
+	worse.Steps[0].Error = worse.Reason
+	worse.Final = weights(100, 0)
+	worse.FinishedAt = at(2*m + 3*time.Second)
+
 	return []fixture{
 		{"promoted", withOutcome(promoted, rollout.Promoted)},
 		{"canary-failed", canaryFailed},
@@ -193,6 +217,7 @@ func fixtures() []fixture {
 		{"invalid", invalid},
 		{"invalid-input", invalidInput},
 		{"shapes-interrupted", shaped},
+		{"canary-worse", worse},
 	}
 }
 

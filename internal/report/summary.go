@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -161,6 +162,11 @@ func stepVerdict(s rollout.Step) string {
 		return "—"
 	}
 	last := s.Windows[len(s.Windows)-1]
+	for _, c := range last.Comparisons {
+		if c.Worse {
+			return "❌ worse: " + mdCell(c.Name)
+		}
+	}
 	switch {
 	case len(last.Failed()) > 0:
 		return "❌ fail: " + checkNames(last.Failed())
@@ -260,7 +266,7 @@ func writeWindows(b *strings.Builder, res rollout.Result, s rollout.Step, cell f
 			shown = s.Windows[i+1:]
 			break
 		}
-		rows += len(s.Windows[i].Results)
+		rows += len(s.Windows[i].Results) + len(s.Windows[i].Comparisons)
 	}
 	fmt.Fprintf(b, "#### %s, canary %d%%\n\n", stepTitleShort(s), s.CanaryWeight)
 	if omitted := len(s.Windows) - len(shown); omitted > 0 {
@@ -272,8 +278,44 @@ func writeWindows(b *strings.Builder, res rollout.Result, s rollout.Step, cell f
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", offset(res, w.At), cell(r.Check),
 				analysis.Format(r.Canary), analysis.Format(r.Stable), cell(r.Threshold), cell(verdictText(r)))
 		}
+		for _, c := range w.Comparisons {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", offset(res, w.At), cell(c.Name+", run so far"),
+				badShare(c.CanaryBad, c.CanaryRequests), badShare(c.StableBad, c.StableRequests), "canary no worse", cell(comparisonText(c)))
+		}
 	}
 	b.WriteString("\n")
+}
+
+// badShare renders a comparison's bad events among requests: "0.92% (17 of 1840)".
+func badShare(bad, requests int64) string {
+	if requests == 0 {
+		return "no requests"
+	}
+	return fmt.Sprintf("%s (%d of %d)", percent(float64(bad)/float64(requests)), bad, requests)
+}
+
+// percent renders a share with two decimals below 10%, one above, trailing zeros dropped.
+func percent(share float64) string {
+	decimals := 2
+	if share >= 0.1 {
+		decimals = 1
+	}
+	s := strconv.FormatFloat(100*share, 'f', decimals, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s + "%"
+}
+
+// comparisonText is where a sequential comparison stands, for the verdict cell.
+func comparisonText(c analysis.Comparison) string {
+	switch {
+	case c.Worse:
+		return "❌ worse (confidence " + percent(c.Confidence) + ")"
+	case c.CloseEnough:
+		return "✅ close enough to stable"
+	}
+	return "✅ not shown worse (confidence " + percent(c.Confidence) + ")"
 }
 
 func stepTitleShort(s rollout.Step) string {

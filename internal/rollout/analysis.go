@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,16 +41,18 @@ func (e *checkFailed) Error() string {
 		r.Check, analysis.Format(r.Canary), analysis.Format(r.Stable), r.Threshold, r.Message, e.windows, e.threshold)
 }
 
-// judge counts, over the whole run, the windows with a failed check, and the windows in a
-// row that could not be evaluated (Prometheus down, a query failing).
-type judge struct {
+// verdicts keep, over the whole run, the windows with a failed check (a guardrail, a custom
+// check), the windows in a row that could not be evaluated (Prometheus down, a query
+// failing), and the sequential comparisons of canary against stable.
+type verdicts struct {
 	threshold int
 	failed    int // windows with at least one failed check, since the run started
 	troubled  int // consecutive windows without an answer for every check
+	compare   *comparisons
 }
 
 // window records one evaluated window and returns the error that ends the run, if any.
-func (j *judge) window(w analysis.Window) error {
+func (j *verdicts) window(w analysis.Window) error {
 	if failed := w.Failed(); len(failed) > 0 {
 		j.failed++
 		if j.failed >= j.threshold {
@@ -64,7 +67,7 @@ func (j *judge) window(w analysis.Window) error {
 }
 
 // trouble records a window that could not be evaluated.
-func (j *judge) trouble(err error) error {
+func (j *verdicts) trouble(err error) error {
 	j.troubled++
 	if j.troubled >= j.threshold {
 		return fmt.Errorf("metric analysis failed in %d windows in a row (MESHROLL_FAILURE_THRESHOLD=%d), so the canary cannot be judged: %w",
@@ -75,7 +78,7 @@ func (j *judge) trouble(err error) error {
 
 // analyze holds a step for d, judging the canary every analysis interval. Windows are
 // counted from the step's start, so a slow evaluation does not make the hold drift.
-func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d time.Duration, j *judge, last traffic.Routing) error {
+func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d time.Duration, j *verdicts, last traffic.Routing) error {
 	interval := cfg.Analysis.Interval
 	end := step.StartedAt.Add(d)
 	judged := false
@@ -84,6 +87,7 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 	// it had no data): when it ends a step without a judged window, Prometheus or a query is at
 	// fault, not the canary's traffic, and that is a runtime failure rather than inconclusive.
 	var unevaluated error
+	prev := r.stepStart(ctx, *step, interval, j.compare)
 	for n := 1; ; n++ {
 		at := step.StartedAt.Add(time.Duration(n) * interval)
 		if at.After(end) {
@@ -102,10 +106,16 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 				return err
 			}
 			unevaluated = err
+			prev = analysis.Snapshot{} // the next window's counts start over
 			continue
 		}
+		var worse error
+		prev, worse = r.compare(ctx, *step, n, &w, prev, j.compare)
 		step.Windows = append(step.Windows, w)
 		r.logWindow(*step, n, w)
+		if worse != nil {
+			return worse // the test already paid for looking every window: at once
+		}
 		if err := j.window(w); err != nil {
 			return err
 		}
@@ -115,6 +125,12 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 			unevaluated = fmt.Errorf("check %s could not be evaluated: %s", errored[0].Check, errored[0].Message)
 		} else if msg := firstMessage(w, analysis.VerdictNoData); msg != "" {
 			lastNoData, unevaluated = msg, nil
+		}
+		if judged && j.compare.closeEnough() && r.Now().Sub(step.StartedAt) >= cfg.Analysis.MinStepDuration {
+			r.logf("step %d/%d: ending the step early: the canary is within the margin of stable (%s) with %s confidence",
+				step.Index, step.Of, marginWords(cfg.Analysis), percentWords(cfg.Analysis.Confidence))
+			step.HeldUntil = r.Now()
+			return nil
 		}
 	}
 	if err := r.hold(ctx, end.Sub(r.Now()), last); err != nil {
@@ -143,6 +159,9 @@ func (r *Runner) logWindow(step Step, n int, w analysis.Window) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", res.Check, analysis.Format(res.Canary), analysis.Format(res.Stable), res.Threshold, res.Verdict, res.Message)
 	}
 	tw.Flush()
+	for _, c := range w.Comparisons {
+		fmt.Fprintf(&buf, "  %s\n", c.Evidence)
+	}
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = strings.TrimRight(l, " ")
@@ -158,3 +177,47 @@ func firstMessage(w analysis.Window, v analysis.Verdict) string {
 	}
 	return ""
 }
+
+// stepStart reads the counters when a step starts holding: the first window's counts are
+// taken from there, and the latency boundary from what stable served in the last two
+// analysis intervals (its p99 as it is now, not over its pods' lifetime). A failed read
+// leaves the first window without counts (and the step without a latency comparison).
+func (r *Runner) stepStart(ctx context.Context, step Step, interval time.Duration, c *comparisons) analysis.Snapshot {
+	now := r.Now()
+	c.boundary = 0
+	back, _, err := r.Analysis.Count(ctx, analysis.Snapshot{}, now.Add(-2*interval))
+	if err == nil {
+		var recent analysis.Counts
+		var snap analysis.Snapshot
+		if snap, recent, err = r.Analysis.Count(ctx, back, now); err == nil {
+			c.chooseBoundary(recent.Stable)
+			return snap
+		}
+	}
+	r.logf("step %d/%d: the counters could not be read at the step's start, so its first window is not compared: %v", step.Index, step.Of, err)
+	return analysis.Snapshot{}
+}
+
+// compare reads the counters at the end of window n, adds what both versions served since
+// prev to the comparisons, and records both in w; it returns the snapshot the next window
+// starts from, and the canary found worse.
+func (r *Runner) compare(ctx context.Context, step Step, n int, w *analysis.Window, prev analysis.Snapshot, c *comparisons) (analysis.Snapshot, error) {
+	snap, counts, err := r.Analysis.Count(ctx, prev, w.At)
+	switch {
+	case err != nil:
+		r.logf("step %d/%d window %d: the counters could not be read, so the window is not compared: %v", step.Index, step.Of, n, err)
+		return analysis.Snapshot{}, nil
+	case prev.At.IsZero():
+		return snap, nil // nothing to count from: the next window is
+	}
+	w.Counts = &counts
+	var worse error
+	w.Comparisons, worse = c.observe(counts)
+	return snap, worse
+}
+
+func marginWords(a config.Analysis) string {
+	return fmt.Sprintf("%g× or +%g points, whichever is larger", a.MarginFactor, a.MarginPoints)
+}
+
+func percentWords(p float64) string { return strconv.FormatFloat(p, 'g', -1, 64) + "%" }

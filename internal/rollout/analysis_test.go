@@ -47,6 +47,22 @@ type scripted struct {
 	preflight error
 	judge     func(weight, n int) (analysis.Window, error)
 	at        []time.Time
+	// counts, when set, is what both versions served in the n-th counted interval (0: up to
+	// the step's start); else nothing was served.
+	counts  func(weight, n int) (analysis.Counts, error)
+	counted int
+}
+
+func (s *scripted) Count(_ context.Context, _ analysis.Snapshot, at time.Time) (analysis.Snapshot, analysis.Counts, error) {
+	if s.counts == nil {
+		return analysis.Snapshot{At: at}, analysis.Counts{}, nil
+	}
+	c, err := s.counts(s.f.state.Routing().CanaryWeight(), s.counted)
+	s.counted++
+	if err != nil {
+		return analysis.Snapshot{}, analysis.Counts{}, err
+	}
+	return analysis.Snapshot{At: at}, c, nil
 }
 
 func (s *scripted) Preflight(context.Context) error { return s.preflight }
@@ -90,7 +106,7 @@ func analyzedCfg(mode config.Mode, vars func(*config.Config)) config.Config {
 	return cfg(mode, func(c *config.Config) {
 		c.Steps, c.StepDuration = []int{25, 50, 100}, time.Minute
 		c.OnInconclusive, c.OnCancel = config.ActionRollback, config.ActionRollback
-		c.Analysis = config.Analysis{PrometheusURL: "http://prometheus:9090", Interval: 30 * time.Second, FailureThreshold: 2}
+		c.Analysis = config.Analysis{PrometheusURL: "http://prometheus:9090", Interval: 30 * time.Second, FailureThreshold: 2, Confidence: 99, MarginFactor: 1.5, MarginPoints: 0.2}
 		if vars != nil {
 			vars(c)
 		}

@@ -60,9 +60,12 @@ func (cancelled) Is(target error) bool { return target == context.Canceled }
 func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Result, err error) {
 	r.fail(ctx, parent, res, err)
 	var failed *checkFailed
+	var worse *canaryWorse
 	switch {
 	case errors.As(err, &failed):
 		res.Outcome, res.FailedCheck = CanaryFailed, failed.result.Check
+	case errors.As(err, &worse):
+		res.Outcome, res.FailedCheck = CanaryFailed, worse.cmp.Name
 	case errors.Is(err, errInconclusive):
 		res.Outcome = Inconclusive
 	case errors.Is(err, traffic.ErrDrift):

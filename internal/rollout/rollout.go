@@ -31,6 +31,9 @@ type Analysis interface {
 	Preflight(ctx context.Context) error
 	// Evaluate judges the canary over the window that ends at at.
 	Evaluate(ctx context.Context, at time.Time) (analysis.Window, error)
+	// Count reads both versions' counters at at and returns them with what each served
+	// since prev (the zero Snapshot: since the counters started).
+	Count(ctx context.Context, prev analysis.Snapshot, at time.Time) (analysis.Snapshot, analysis.Counts, error)
 }
 
 // Runner runs one mode against one VirtualService.
@@ -254,7 +257,7 @@ func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, check
 // returns traffic to stable when one fails.
 func (r *Runner) execute(ctx, parent context.Context, cfg config.Config, plan Plan, now traffic.Routing, res *Result) {
 	changed := false
-	judge := &judge{threshold: cfg.Analysis.FailureThreshold}
+	judge := &verdicts{threshold: cfg.Analysis.FailureThreshold, compare: newComparisons(cfg.Analysis)}
 	last := now // what the route does as this run left it
 	for _, stage := range plan {
 		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, Kind: stage.Kind, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
@@ -284,7 +287,7 @@ func (r *Runner) execute(ctx, parent context.Context, cfg config.Config, plan Pl
 
 // step writes one stage and holds it; step records what happened, last what the route does
 // as the run left it. A step whose write failed has no After.
-func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stage, step *Step, last *traffic.Routing, j *judge) error {
+func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stage, step *Step, last *traffic.Routing, j *verdicts) error {
 	d := stage.Desired
 	d.Expect = last
 	what := fmt.Sprintf("step %d/%d (%s)", stage.Index, stage.Of, stage.Describe())
