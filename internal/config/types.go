@@ -71,6 +71,39 @@ type Config struct {
 // Progressive says whether the mode moves through MESHROLL_STEPS.
 func (m Mode) Progressive() bool { return m == ModeProgress || m == ModeResume }
 
+// WebhookType says when a webhook is called (Flagger's types, so that existing hooks and
+// Flagger's load tester work unchanged).
+type WebhookType string
+
+// The values of a webhook's type in MESHROLL_WEBHOOKS.
+const (
+	WebhookPreRollout       WebhookType = "pre-rollout"       // before any traffic moves; failure: canary failed, nothing moved
+	WebhookRollout          WebhookType = "rollout"           // every analysis window; failure: a failed check
+	WebhookConfirmRollout   WebhookType = "confirm-rollout"   // a manual gate before the first step: polled until 2xx
+	WebhookConfirmPromotion WebhookType = "confirm-promotion" // a manual gate before the promotion: polled until 2xx
+	WebhookPostRollout      WebhookType = "post-rollout"      // a notification at the end; its failure changes nothing
+	WebhookRollback         WebhookType = "rollback"          // a notification of a rollback; its failure changes nothing
+)
+
+// Webhook is one entry of MESHROLL_WEBHOOKS, Flagger's fields.
+type Webhook struct {
+	Name     string
+	Type     WebhookType
+	URL      string
+	Timeout  time.Duration
+	Metadata map[string]string // sent in the request body
+	Headers  map[string]string // sent as HTTP headers; values are secrets
+}
+
+// LoadGenerator is the built-in load generator (MESHROLL_LOAD_*): a constant rate of
+// requests to URL during every hold, for services with too little traffic to judge. Empty
+// URL: none.
+type LoadGenerator struct {
+	URL     string
+	RPS     int
+	Headers map[string]string // values are secrets
+}
+
 // Action is what happens to the traffic when a run cannot finish normally.
 type Action string
 
