@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -74,15 +75,23 @@ func (a *Analyzer) Snapshot(ctx context.Context, at time.Time) (Snapshot, error)
 			read{side.name, "errors", fmt.Sprintf(`istio_requests_total{%s,response_code=~"5.."}`, sel)},
 			read{side.name, "bucket", fmt.Sprintf(`istio_request_duration_milliseconds_bucket{%s}`, sel)})
 	}
+	// The reads go out together, as a window's queries do: one budget (half an interval)
+	// bounds them all, so that a slow Prometheus does not make the hold drift.
+	values := make([]model.Value, len(reads))
+	errs := make([]error, len(reads))
+	var wg sync.WaitGroup
+	for i, r := range reads {
+		wg.Go(func() { values[i], errs[i] = a.queryValue(ctx, r.query, at, a.windowPolicy()) })
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		return Snapshot{}, err
+	}
 	snap := Snapshot{At: at, series: map[seriesKey]float64{}}
-	for _, r := range reads {
-		val, err := a.queryValue(ctx, r.query, at, a.windowPolicy())
-		if err != nil {
-			return Snapshot{}, err
-		}
-		vec, ok := val.(model.Vector)
-		if !ok {
-			return Snapshot{}, fmt.Errorf("query %s returned a %s where an instant vector is expected: %w", r.query, val.Type(), ErrQuery)
+	for i, r := range reads {
+		vec, ok := values[i].(model.Vector)
+		if !ok && values[i] != nil {
+			return Snapshot{}, fmt.Errorf("query %s returned a %s where an instant vector is expected: %w", r.query, values[i].Type(), ErrQuery)
 		}
 		for _, s := range vec {
 			key := seriesKey{side: r.side, metric: r.metric, labels: s.Metric.String()}
@@ -97,6 +106,16 @@ func (a *Analyzer) Snapshot(ctx context.Context, at time.Time) (Snapshot, error)
 		}
 	}
 	return snap, nil
+}
+
+// firstError is the first of errs that is not nil.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Since is what both workloads served between prev and s. A series whose value went down
