@@ -50,13 +50,6 @@ func kubeconfigBytes(data string) []byte {
 // instead of hanging it.
 const requestTimeout = 30 * time.Second
 
-// The client's rate limit: as kubectl's, well above what a run needs unless it is racing
-// another writer.
-const (
-	clientQPS   = 50
-	clientBurst = 300
-)
-
 // Connect builds clients from a. It does not talk to the server.
 func Connect(a Access) (Clients, error) {
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: a.Context}
@@ -88,10 +81,13 @@ func Connect(a Access) (Clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = a.UserAgent
 	cfg.Timeout = requestTimeout
-	// client-go's default of 5 requests a second (burst 10) would pace meshroll's retries, not
-	// its backoff: against a busy writer a guarded write needs many quick attempts (a read and
-	// a patch each), and a rollback must not lose its budget waiting on its own client.
-	cfg.QPS, cfg.Burst = clientQPS, clientBurst
+	// No client-side rate limit: client-go's default (5 requests a second) would pace
+	// meshroll's retries instead of its backoff, and near a budget's end it fails a request
+	// it predicts would wait too long ("would exceed context deadline") instead of letting the
+	// budget end. Against a busy writer a guarded write needs many quick attempts, and a
+	// rollback must not lose its budget waiting on its own client. The API server's own
+	// fairness (429) still applies, and is retried with backoff.
+	cfg.QPS = -1
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return Clients{}, fmt.Errorf("failed to create the Kubernetes client: %w", err)

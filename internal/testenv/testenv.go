@@ -129,6 +129,7 @@ func start(ctx context.Context, apiServerLog bool) (*Env, error) {
 
 func (e *Env) init(ctx context.Context) error {
 	var err error
+	e.Config.QPS = -1 // no client-side rate limit, as meshroll's own clients (internal/kube)
 	if e.Kube, err = kubernetes.NewForConfig(e.Config); err != nil {
 		return fmt.Errorf("failed to create kubernetes client: %w", err)
 	}
