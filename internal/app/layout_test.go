@@ -24,6 +24,7 @@ func TestLayout(t *testing.T) {
 		"internal/analysis":      {"internal/config"},
 		"internal/rollout":       {"internal/analysis", "internal/config", "internal/judge", "internal/traffic"},
 		"internal/judge":         nil,
+		"internal/gates":         {"internal/config"},
 		"internal/report":        {"internal/analysis", "internal/config", "internal/judge", "internal/rollout", "internal/traffic"},
 		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
 	}
