@@ -26,6 +26,8 @@ const (
 
 	defaultLeaseDuration = time.Minute
 	minLeaseDuration     = 15 * time.Second
+
+	defaultScaleDownDelay = 30 * time.Second
 )
 
 // applyDefaults writes each default, spelt as a user would write it, into the variables that
@@ -47,6 +49,10 @@ func (in *input) applyDefaults() {
 	orDefault(&in.OutputDir, defaultOutputDir)
 	orDefault(&in.OnInconclusive, string(defaultAction))
 	orDefault(&in.OnCancel, string(defaultAction))
+	if b, err := strconv.ParseBool(strings.TrimSpace(in.ScaleDown)); err == nil && b {
+		// Only with scale-down: without it the delay must stay empty (see scaleDown).
+		orDefault(&in.ScaleDownDelay, defaultScaleDownDelay.String())
+	}
 
 	if strings.TrimSpace(in.PrometheusURL) == "" {
 		return

@@ -71,6 +71,8 @@ type input struct {
 	OnInconclusive   string `env:"MESHROLL_ON_INCONCLUSIVE"`
 	OnCancel         string `env:"MESHROLL_ON_CANCEL"`
 	LeaseDuration    string `env:"MESHROLL_LEASE_DURATION"`
+	ScaleDown        string `env:"MESHROLL_SCALE_DOWN"`
+	ScaleDownDelay   string `env:"MESHROLL_SCALE_DOWN_DELAY"`
 	Kubeconfig       string `env:"KUBECONFIG"`
 	Home             string `env:"HOME"`
 	// Where the CI system says the run is (see runLink).

@@ -63,6 +63,11 @@ type Config struct {
 	// LeaseDuration is how long the run's lock outlives its last renewal (it is renewed
 	// every third of it): a dead run's lock is taken over after that.
 	LeaseDuration time.Duration
+	// ScaleDown scales the Deployment left without traffic to 0 once the run ends: the old
+	// stable one after a promotion, the canary one after a rollback, ScaleDownDelay later
+	// (connections drain). Both Deployments are named when it is on.
+	ScaleDown      bool
+	ScaleDownDelay time.Duration
 	// RunLink is the CI run's address (GitHub's run, GitLab's job, Jenkins' build), "" when
 	// the run is not in a known CI system.
 	RunLink string

@@ -75,6 +75,7 @@ func (in input) validate(v *validator) Config {
 	in.reporting(v, &cfg)
 	in.safety(v, &cfg)
 	in.lock(v, &cfg)
+	in.scaleDown(v, &cfg)
 	cfg.Analysis = in.analysis(v, cfg)
 	if cfg.MirrorPercent > 0 && cfg.Analysis.Enabled() && cfg.Analysis.Reporter == "source" {
 		// Istio's client sidecar never reports the requests it mirrors: the mirror stage
