@@ -50,6 +50,12 @@ type Routing struct {
 	ABRoute string `json:"abRoute,omitempty"`
 	// MirrorPercent is the share of the route's requests mirrored to the canary, 0 for none.
 	MirrorPercent float64 `json:"mirrorPercent,omitempty"`
+	// Elsewhere names, for the stable and the canary role, the routes of the object other
+	// than the steered one (and meshroll's A/B route) that send that version traffic: a
+	// destination with weight, or a mirror, the user's own mirror on the steered route
+	// included. A version has no traffic only when the steered route gives it none and this
+	// lists no route for it.
+	Elsewhere map[Role][]string `json:"-"`
 }
 
 // Object names the routing object for messages: "VirtualService prod/reviews".

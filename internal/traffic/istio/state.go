@@ -163,6 +163,7 @@ func newState(meta metav1.ObjectMeta, spec []byte, target Target) (*State, error
 	if s.ownsMirror() {
 		s.routing.MirrorPercent = mirrorPercent(vs.Http[i])
 	}
+	s.routing.Elsewhere = s.elsewhere()
 	if err := s.checkRoute(); err != nil {
 		return nil, err
 	}
