@@ -20,9 +20,10 @@ import (
 	"github.com/meshroll/meshroll/internal/testenv"
 )
 
-// The least-privilege manifest of examples/rbac.yaml is enough for a whole progression, and
-// each of its permissions is needed: without any one of them meshroll stops before writing,
-// naming the verb and the resource.
+// The least-privilege manifest of examples/rbac.yaml is enough for a whole progression with
+// every feature that needs a permission (MESHROLL_SCALE_DOWN among them), and each of its
+// permissions is needed: without any one of them meshroll stops before writing, naming the
+// verb and the resource.
 func TestRBACExample(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
@@ -30,7 +31,8 @@ func TestRBACExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := []string{"MESHROLL_STEPS=20,100", "MESHROLL_CANARY_DEPLOYMENT=reviews-v2"}
+	vars := []string{"MESHROLL_STEPS=20,100", "MESHROLL_CANARY_DEPLOYMENT=reviews-v2", "MESHROLL_STABLE_DEPLOYMENT=reviews-v1",
+		"MESHROLL_SCALE_DOWN=true", "MESHROLL_SCALE_DOWN_DELAY=0s"}
 
 	t.Run("all rules", func(t *testing.T) {
 		t.Parallel()
@@ -45,6 +47,9 @@ func TestRBACExample(t *testing.T) {
 		if got.code != 0 || !strings.Contains(got.stdout, "result: promoted") {
 			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", got.code, got.stdout, got.stderr)
 		}
+		if want := "Deployment " + ns + "/reviews-v1 scaled from 2 to 0"; !strings.Contains(got.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, got.stdout)
+		}
 		if strings.Contains(got.stdout, "warning") {
 			t.Errorf("a permission was missing on the way:\n%s", got.stdout)
 		}
@@ -53,9 +58,12 @@ func TestRBACExample(t *testing.T) {
 	role := roleOf(t, string(manifest))
 	for ri, rule := range role.Rules {
 		for _, verb := range rule.Verbs {
-			resource := rule.Resources[0]
+			resource, sub, _ := strings.Cut(rule.Resources[0], "/")
 			if rule.APIGroups[0] != "" {
 				resource += "." + rule.APIGroups[0]
+			}
+			if sub != "" {
+				resource += "/" + sub // deployments.apps/scale
 			}
 			t.Run("without "+verb+" "+resource, func(t *testing.T) {
 				t.Parallel()
@@ -119,9 +127,10 @@ func roleOf(t *testing.T, manifest string) rbacv1.Role {
 // ServiceAccount of ns: a run started before that would meet the old permissions.
 func waitForAccess(t *testing.T, env *testenv.Env, ns, verb, group, resource string, allowed bool) {
 	t.Helper()
+	resource, sub, _ := strings.Cut(resource, "/") // deployments/scale: a subresource
 	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User:               "system:serviceaccount:" + ns + ":meshroll",
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: resource},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: resource, Subresource: sub},
 	}}
 	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		got, err := env.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})

@@ -61,6 +61,9 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 		fact("steps completed", fmt.Sprintf("%d of %d", stepsCompleted(res), asked))
 	}
 	fact("duration", human(span(res.StartedAt, res.FinishedAt)))
+	if res.ScaleDown != nil {
+		fact("scale-down", cell(res.ScaleDown.String()))
+	}
 	if res.FailedCheck != "" {
 		fact("failed check", code(oneLine(red, res.FailedCheck, maxFailedCheck)))
 	}

@@ -90,7 +90,10 @@ type Result struct {
 	Reason         string                `json:"reason,omitempty"`
 	FailedCheck    string                `json:"failedCheck,omitempty"` // the check that failed the canary
 	Analysis       bool                  `json:"analysis"`              // metric analysis gated the steps
-	Err            error                 `json:"-"`
+	// ScaleDown is what MESHROLL_SCALE_DOWN did after the run, nil when nothing was to be
+	// scaled; its failure never changes the outcome.
+	ScaleDown *ScaleDown `json:"scaleDown,omitempty"`
+	Err       error      `json:"-"`
 }
 
 // StableName names the stable version in messages: its subset, else its Service.

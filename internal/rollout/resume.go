@@ -63,6 +63,7 @@ func (r *Runner) resume(ctx, parent context.Context, cfg config.Config, res *Res
 	r.logf("going on from step %d/%d (%s), held again in full", plan[0].Index, plan[0].Of, plan[0].Describe())
 	if r.onPaper(ctx, parent, plan, state, res, false) {
 		r.execute(ctx, parent, cfg, plan, now, res)
+		r.scaleDown(ctx, cfg, res)
 	}
 }
 

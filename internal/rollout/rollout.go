@@ -60,6 +60,9 @@ type Runner struct {
 	// run in it (the CI run's address, else host and pid).
 	Lock   Lock
 	Holder string
+	// Scaler, when set (MESHROLL_SCALE_DOWN=true), scales the Deployment the run left without
+	// traffic to 0 once it ended, under the run's lock; nil: no scale-down.
+	Scaler Scaler
 
 	book *ledger // the record of the run in progress; nil without a Lock
 }
@@ -139,6 +142,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 	}
 	if plan, ok = r.ready(ctx, parent, cfg, plan, state, res); ok {
 		r.execute(ctx, parent, cfg, plan, state.Routing(), res)
+		r.scaleDown(ctx, cfg, res)
 	}
 }
 
@@ -237,6 +241,12 @@ func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, check
 	if err := r.lockFree(checkCtx, takeOver); err != nil {
 		r.fail(ctx, parent, res, err)
 		return nil, false
+	}
+	if r.Scaler != nil {
+		if err := r.Scaler.Check(checkCtx); err != nil {
+			r.fail(ctx, parent, res, err)
+			return nil, false
+		}
 	}
 	now := state.Routing()
 	res.Route, res.Final = now.Route, now.Destinations
