@@ -186,8 +186,10 @@ func TestLoadStopsWhenTheContextEnds(t *testing.T) {
 	if most := atMost(rps, sending); lt.received.Load() > most {
 		t.Errorf("the server received %d requests; at %d/s for the %v until the context ended, at most %d", lt.received.Load(), rps, sending, most)
 	}
-	if stats.Requests < 1 || stats.Requests > lt.received.Load() {
-		t.Errorf("Requests = %d, want 1 to the %d the server received", stats.Requests, lt.received.Load())
+	// Requests the end of the context cut off are not counted: on a busy machine that can be
+	// every one of them, so only the upper bound holds whatever the machine's speed.
+	if stats.Requests > lt.received.Load() {
+		t.Errorf("Requests = %d, more than the %d the server received", stats.Requests, lt.received.Load())
 	}
 }
 
