@@ -24,7 +24,7 @@ func TestLayout(t *testing.T) {
 		"internal/analysis":      {"internal/config"},
 		"internal/rollout":       {"internal/analysis", "internal/config", "internal/judge", "internal/traffic"},
 		"internal/judge":         nil,
-		"internal/gates":         {"internal/config"},
+		"internal/gates":         {"internal/config", "internal/kube"},
 		"internal/report":        {"internal/analysis", "internal/config", "internal/judge", "internal/rollout", "internal/traffic"},
 		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/gates", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
 	}

@@ -2,9 +2,9 @@
 // metric analysis: webhooks, built-in load generation, security verification and the
 // scale-down of the version left without traffic.
 //
-// Its input is what config has validated (config is the only validator of input), and the
-// only other internal package it imports is config. The rollout declares the small
-// interfaces it needs; app wires this package's types into them. Nothing here prints: what
+// Its input is what config has validated (config is the only validator of input); the
+// other internal package it imports is kube, for the API's retry and access rules. The
+// rollout declares the small interfaces it needs; app wires this package's types into them. Nothing here prints: what
 // a gate did comes back as values for the log, the timeline and the CI summary, and secrets
 // (webhook header values, see Secrets) are redacted once, by app's writer.
 //

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
+	"github.com/meshroll/meshroll/internal/kube"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,26 +41,19 @@ func NewScaler(kube kubernetes.Interface, namespace string) *Scaler {
 // and update deployments/scale in the namespace; a missing permission is ErrScaleForbidden,
 // naming it. A cluster that does not let the user ask passes: the scale-down itself will tell.
 func (s *Scaler) Check(ctx context.Context) error {
-	var missing []string
-	for _, verb := range []string{"get", "update"} {
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: s.namespace, Verb: verb, Group: "apps", Resource: "deployments", Subresource: "scale"},
-		}}
-		got, err := s.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return fmt.Errorf("failed to check access to %s deployments/scale in namespace %s: %w", verb, s.namespace, err)
-		case err != nil:
-			return nil
-		case !got.Status.Allowed:
-			missing = append(missing, fmt.Sprintf("%s deployments.apps/scale in namespace %s", verb, s.namespace))
-		}
+	missing, err := kube.Missing(ctx, s.kube, []kube.Permission{
+		{Verb: "get", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: s.namespace},
+		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: s.namespace},
+	})
+	if err != nil || len(missing) == 0 {
+		return err
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: forbidden: the credentials in use cannot %s, which MESHROLL_SCALE_DOWN=true needs; grant them in meshroll's Role (see examples/rbac.yaml), or unset MESHROLL_SCALE_DOWN",
-			ErrScaleForbidden, strings.Join(missing, ", nor "))
+	words := make([]string, len(missing))
+	for i, n := range missing {
+		words[i] = n.String()
 	}
-	return nil
+	return fmt.Errorf("%w: forbidden: the credentials in use cannot %s, which MESHROLL_SCALE_DOWN=true needs; grant them in meshroll's Role (see examples/rbac.yaml), or unset MESHROLL_SCALE_DOWN",
+		ErrScaleForbidden, strings.Join(words, ", nor "))
 }
 
 // ScaleToZero sets the replicas of Deployment name to 0 and returns how many it had. The

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -252,29 +251,18 @@ var _ rollout.Lock = (*Lease)(nil)
 // Check asks the API server (SelfSubjectAccessReview) whether the credentials in use may
 // take and keep the lock, so that a missing permission stops the run before its first write.
 func (l *Lease) Check(ctx context.Context) error {
-	var missing []string
+	var needs []kube.Permission
 	for _, verb := range []string{"get", "create", "update"} {
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: l.namespace, Verb: verb, Group: coordinationv1.GroupName, Resource: "leases"},
-		}}
-		var got *authorizationv1.SelfSubjectAccessReview
-		err := kube.Retry(ctx, func(ctx context.Context) error {
-			var err error
-			got, err = l.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-			return err
-		})
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return fmt.Errorf("failed to check access to %s leases in namespace %s: %w", verb, l.namespace, err)
-		case err != nil:
-			return nil // some clusters do not let every user ask; the requests themselves will tell
-		case !got.Status.Allowed:
-			missing = append(missing, verb)
-		}
+		needs = append(needs, kube.Permission{Verb: verb, Group: coordinationv1.GroupName, Resource: "leases", Namespace: l.namespace})
 	}
-	if len(missing) > 0 {
-		return traffic.Preflightf(traffic.ErrForbidden, "forbidden: the credentials in use cannot %s leases.coordination.k8s.io in namespace %s (the lock of %s); grant them in meshroll's Role (see examples/rbac.yaml)",
-			strings.Join(missing, ", nor "), l.namespace, l.object)
+	missing, err := kube.Missing(ctx, l.kube, needs)
+	if err != nil || len(missing) == 0 {
+		return err
 	}
-	return nil
+	verbs := make([]string, len(missing))
+	for i, n := range missing {
+		verbs[i] = n.Verb
+	}
+	return traffic.Preflightf(traffic.ErrForbidden, "forbidden: the credentials in use cannot %s leases.coordination.k8s.io in namespace %s (the lock of %s); grant them in meshroll's Role (see examples/rbac.yaml)",
+		strings.Join(verbs, ", nor "), l.namespace, l.object)
 }

@@ -12,7 +12,6 @@ import (
 
 	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -149,53 +148,35 @@ func (c *Client) searchNamespaces(state *State) []string {
 // may do everything the run needs, so that a missing permission stops the run before the
 // first write rather than halfway through a progression.
 func (c *Client) checkAccess(ctx context.Context, checks traffic.Checks, drNamespaces []string) error {
-	type need struct{ verb, group, resource, namespace string }
 	ns := c.target.Namespace
-	needs := []need{{"get", "networking.istio.io", "virtualservices", ns}}
+	needs := []kube.Permission{{Verb: "get", Group: "networking.istio.io", Resource: "virtualservices", Namespace: ns}}
 	for _, n := range drNamespaces {
-		needs = append(needs, need{"list", "networking.istio.io", "destinationrules", n})
+		needs = append(needs, kube.Permission{Verb: "list", Group: "networking.istio.io", Resource: "destinationrules", Namespace: n})
 	}
 	if checks.CanaryDeployment != "" || checks.StableDeployment != "" {
-		needs = append(needs, need{"get", "apps", "deployments", ns})
+		needs = append(needs, kube.Permission{Verb: "get", Group: "apps", Resource: "deployments", Namespace: ns})
 	}
 	for _, svc := range []string{c.target.StableService, c.target.CanaryService} {
 		if svc == "" {
 			continue
 		}
-		if n := (need{"get", "", "services", keyNamespace(serviceKey(svc, ns))}); !slices.Contains(needs, n) {
+		if n := (kube.Permission{Verb: "get", Resource: "services", Namespace: keyNamespace(serviceKey(svc, ns))}); !slices.Contains(needs, n) {
 			needs = append(needs, n)
 		}
 	}
 	if checks.Write {
-		needs = append(needs, need{"patch", "networking.istio.io", "virtualservices", ns}, need{"create", "", "events", ns})
+		needs = append(needs, kube.Permission{Verb: "patch", Group: "networking.istio.io", Resource: "virtualservices", Namespace: ns},
+			kube.Permission{Verb: "create", Resource: "events", Namespace: ns})
 	}
-	var missing []string
-	for _, n := range needs {
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.namespace, Verb: n.verb, Group: n.group, Resource: n.resource},
-		}}
-		got, err := retried(ctx, func(ctx context.Context) (*authorizationv1.SelfSubjectAccessReview, error) {
-			return c.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		})
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return fmt.Errorf("failed to check access to %s %s in namespace %s: %w", n.verb, n.resource, n.namespace, err)
-		case err != nil:
-			// Some clusters do not let every user ask; the requests themselves will tell.
-			return nil
-		}
-		if !got.Status.Allowed {
-			resource := n.resource
-			if n.group != "" {
-				resource += "." + n.group
-			}
-			missing = append(missing, fmt.Sprintf("%s %s in namespace %s", n.verb, resource, n.namespace))
-		}
+	missing, err := kube.Missing(ctx, c.kube, needs)
+	if err != nil || len(missing) == 0 {
+		return err
 	}
-	if len(missing) > 0 {
-		return traffic.Preflightf(traffic.ErrForbidden, "forbidden: the credentials in use cannot %s; grant them in meshroll's Role (see examples/rbac.yaml)", strings.Join(missing, ", nor "))
+	words := make([]string, len(missing))
+	for i, n := range missing {
+		words[i] = n.String()
 	}
-	return nil
+	return traffic.Preflightf(traffic.ErrForbidden, "forbidden: the credentials in use cannot %s; grant them in meshroll's Role (see examples/rbac.yaml)", strings.Join(words, ", nor "))
 }
 
 // serviceKey reduces a Kubernetes service host to "name.namespace", however it is written:
