@@ -68,6 +68,20 @@ type Config struct {
 	// (connections drain). Both Deployments are named when it is on.
 	ScaleDown      bool
 	ScaleDownDelay time.Duration
+	// Webhooks are MESHROLL_WEBHOOKS in the order given, each validated, Timeout filled in
+	// (DefaultWebhookTimeout when the entry sets none) and Type filled in (rollout when the
+	// entry sets none, as Flagger does).
+	Webhooks []Webhook
+	// Load is the built-in load generator (MESHROLL_LOAD_*); Load.URL is "" when it is off.
+	Load LoadGenerator
+	// VerifySecurity (MESHROLL_VERIFY_SECURITY) makes the security checks gates: the canary's
+	// effective mTLS mode must be STRICT and every policy protecting stable must protect the
+	// canary too (exit 2 otherwise; without it, a parity gap is only a warning), and, with
+	// metric analysis, the canary's requests must all be mutual TLS (Analysis.MTLS).
+	VerifySecurity bool
+	// IstioNamespace is Istio's root namespace (MESHROLL_ISTIO_NAMESPACE), where mesh-wide
+	// policies live.
+	IstioNamespace string
 	// RunLink is the CI run's address (GitHub's run, GitLab's job, Jenkins' build), "" when
 	// the run is not in a known CI system.
 	RunLink string
@@ -89,6 +103,10 @@ const (
 	WebhookPostRollout      WebhookType = "post-rollout"      // a notification at the end; its failure changes nothing
 	WebhookRollback         WebhookType = "rollback"          // a notification of a rollback; its failure changes nothing
 )
+
+// DefaultWebhookTimeout bounds a call whose webhook sets no timeout: Flagger's default, so
+// that a hook written for Flagger gets the time it had there.
+const DefaultWebhookTimeout = 10 * time.Second
 
 // Webhook is one entry of MESHROLL_WEBHOOKS, Flagger's fields.
 type Webhook struct {
@@ -148,6 +166,9 @@ type Analysis struct {
 	MinStepDuration time.Duration
 	MarginFactor    float64
 	MarginPoints    float64
+	// MTLS adds the check "mtls": every request the canary served in a window came over
+	// mutual TLS (connection_security_policy="mutual_tls"). Set by MESHROLL_VERIFY_SECURITY.
+	MTLS bool
 }
 
 // Enabled reports whether the steps are gated by metric analysis.
