@@ -138,7 +138,7 @@ func Reporting(environ []string) Config {
 		// The URL too: it may carry credentials (Secrets finds them however malformed it is).
 		Analysis: Analysis{
 			PrometheusURL: strings.TrimSpace(in.PrometheusURL), Token: strings.TrimSpace(in.Token),
-			Username: strings.TrimSpace(in.Username), Password: in.Password, Headers: headers(&validator{}, in.Headers),
+			Username: strings.TrimSpace(in.Username), Password: in.Password, Headers: headers(&validator{}, "MESHROLL_PROMETHEUS_HEADERS", in.Headers, prometheusHeaderExample),
 		},
 	}
 }

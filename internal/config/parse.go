@@ -47,9 +47,10 @@ func number(v *validator, name, raw string, fallback, lo, hi float64, want strin
 	return f
 }
 
-// headers parses MESHROLL_PROMETHEUS_HEADERS: one "Name: value" per line. Values are secret
-// (a tenant token, say) and never echoed.
-func headers(v *validator, raw string) map[string]string {
+// headers parses a variable of HTTP headers (MESHROLL_PROMETHEUS_HEADERS,
+// MESHROLL_LOAD_HEADERS): one "Name: value" per line; example is such a line for the
+// messages. Values are secret (a tenant token, say) and never echoed.
+func headers(v *validator, variable, raw, example string) map[string]string {
 	if strings.TrimSpace(raw) == "" {
 		return nil
 	}
@@ -62,15 +63,15 @@ func headers(v *validator, raw string) map[string]string {
 		name, value, ok := strings.Cut(line, ":")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			v.add(fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d is not \"Name: value\"; write one header per line, e.g. X-Scope-OrgID: tenant-1", i+1))
+			v.add(fmt.Sprintf("%s: line %d is not \"Name: value\"; write one header per line, e.g. %s", variable, i+1, example))
 			continue
 		}
 		value = strings.TrimSpace(value)
 		switch {
 		case !headerName(name):
-			v.add(fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d: %q is not a valid HTTP header name; use letters, digits and '-', e.g. X-Scope-OrgID: tenant-1", i+1, name))
+			v.add(fmt.Sprintf("%s: line %d: %q is not a valid HTTP header name; use letters, digits and '-', e.g. %s", variable, i+1, name, example))
 		case strings.ContainsAny(value, "\r\x00"):
-			v.add(fmt.Sprintf("MESHROLL_PROMETHEUS_HEADERS: line %d: the value of %s holds a carriage return or NUL; remove it", i+1, name))
+			v.add(fmt.Sprintf("%s: line %d: the value of %s holds a carriage return or NUL; remove it", variable, i+1, name))
 		}
 		out[name] = value // even when invalid: Reporting takes the values as secrets
 	}

@@ -72,6 +72,10 @@ func (in input) analysisOnly() []struct{ name, value string } {
 	}
 }
 
+// prometheusHeaderExample is the line MESHROLL_PROMETHEUS_HEADERS's messages show: the header
+// a multi-tenant Prometheus (Mimir, Cortex, Thanos) needs most often.
+const prometheusHeaderExample = "X-Scope-OrgID: tenant-1"
+
 // prometheusAccess checks how Prometheus is reached: its URL, TLS and headers.
 func (in input) prometheusAccess(v *validator, a *Analysis) {
 	if u, err := url.Parse(a.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -88,7 +92,7 @@ func (in input) prometheusAccess(v *validator, a *Analysis) {
 		}
 		a.InsecureSkipVerify = b
 	}
-	a.Headers = headers(v, in.Headers)
+	a.Headers = headers(v, "MESHROLL_PROMETHEUS_HEADERS", in.Headers, prometheusHeaderExample)
 }
 
 // credentials checks that Prometheus gets one kind of credentials: a bearer token, or a
