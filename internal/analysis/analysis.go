@@ -62,6 +62,9 @@ const (
 	CheckRequestVolume = config.CheckRequestVolume
 	CheckSuccessRate   = config.CheckSuccessRate
 	CheckLatencyP99    = config.CheckLatencyP99
+	// CheckMTLS runs with Analysis.MTLS: every request the canary served in a window came
+	// over mutual TLS.
+	CheckMTLS = "mtls"
 )
 
 // Settings configure an Analyzer: the validated analysis input plus what is
@@ -191,13 +194,15 @@ func tlsConfigOf(s config.Analysis) (*tls.Config, error) {
 }
 
 // Queries returns every rendered query a window runs, in the order of the
-// results (canary before stable for the built-ins), for logs and the summary.
+// results (canary before stable for the built-ins; mtls's counts of all
+// requests after its canary and stable), for logs and the summary.
 func (a *Analyzer) Queries() []string {
 	var out []string
 	for _, c := range a.checks {
-		out = append(out, c.canary)
-		if c.stable != "" {
-			out = append(out, c.stable)
+		for _, q := range c.queries() {
+			if q != "" {
+				out = append(out, q)
+			}
 		}
 	}
 	return out

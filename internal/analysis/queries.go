@@ -14,6 +14,7 @@ const (
 	kindVolume checkKind = iota
 	kindSuccessRate
 	kindLatency
+	kindMTLS
 	kindCustom
 )
 
@@ -23,8 +24,17 @@ type check struct {
 	kind   checkKind
 	canary string // query for the canary
 	stable string // query for the stable version (built-ins only), reported beside the canary's
-	min    *float64
-	max    *float64
+	// canaryTotal and stableTotal count all the requests of which canary and stable count a
+	// part, for a check judged on a share of two exact counts (mtls); "" for the others.
+	canaryTotal, stableTotal string
+	min                      *float64
+	max                      *float64
+}
+
+// queries are the check's queries in the order a window sends them: canary, stable,
+// canaryTotal, stableTotal; "" for one it does not have.
+func (c check) queries() [4]string {
+	return [4]string{c.canary, c.stable, c.canaryTotal, c.stableTotal}
 }
 
 // labelEscaper writes a value as the inside of a PromQL double-quoted string.
@@ -61,10 +71,36 @@ func latencyQuery(reporter, namespace, workload, window string) string {
 		selector(reporter, namespace, workload), window)
 }
 
+// reporterDestination is the reporter whose requests carry the connection's security: only
+// the server's proxy knows whether the connection came with mutual TLS (the client's reports
+// connection_security_policy="unknown").
+const reporterDestination = "destination"
+
+// notMTLSQuery counts the requests the workload's own proxy received without mutual TLS
+// (Istio writes connection_security_policy="none" for plaintext) in the window.
+//
+// A count of the requests that were not mutual TLS, judged against exactly 0, rather than a
+// share of those that were, judged against exactly 100: with all traffic mutual TLS no series
+// matches (the sum is empty and "or vector(0)" makes it 0) or the ones that match (plaintext
+// from before the window) did not grow, and increase() of a counter that did not grow is 0,
+// exactly. A counter that grew by n reads at least n, since increase() only ever extrapolates
+// outwards to the window's edges, so one plaintext request never reads as 0. A share is 100
+// only if two sums of floats come out bit for bit the same, which is harder to promise.
+//
+// What increase() cannot see is a series' first sample: the requests that created a plaintext
+// series before its first scrape count once it grows again. Plaintext traffic that goes on
+// fails every window; a single burst that never recurs may go unseen.
+func notMTLSQuery(namespace, workload, window string) string {
+	return fmt.Sprintf(`sum(increase(istio_requests_total{%s,connection_security_policy!="mutual_tls"}[%s])) or vector(0)`,
+		selector(reporterDestination, namespace, workload), window)
+}
+
 // builtinChecks are the checks every window runs, request volume first: it
 // decides whether the others can be judged. The success rate and the p99 are
 // guardrails, run only when their threshold is set: the canary is compared
-// with stable by the sequential test (internal/judge) on counts.
+// with stable by the sequential test (internal/judge) on counts. mtls runs when
+// a.MTLS is set (MESHROLL_VERIFY_SECURITY), on the destination reporter's
+// requests whatever MESHROLL_REPORTER says.
 func builtinChecks(q labels, window string, a config.Analysis) []check {
 	checks := []check{
 		{name: CheckRequestVolume, kind: kindVolume,
@@ -80,6 +116,13 @@ func builtinChecks(q labels, window string, a config.Analysis) []check {
 		checks = append(checks, check{name: CheckLatencyP99, kind: kindLatency,
 			canary: latencyQuery(q.reporter, q.namespace, q.canary, window),
 			stable: latencyQuery(q.reporter, q.namespace, q.stable, window)})
+	}
+	if a.MTLS {
+		checks = append(checks, check{name: CheckMTLS, kind: kindMTLS,
+			canary:      notMTLSQuery(q.namespace, q.canary, window),
+			stable:      notMTLSQuery(q.namespace, q.stable, window),
+			canaryTotal: volumeQuery(reporterDestination, q.namespace, q.canary, window),
+			stableTotal: volumeQuery(reporterDestination, q.namespace, q.stable, window)})
 	}
 	return checks
 }

@@ -54,6 +54,24 @@ func TestQueries(t *testing.T) {
 				`sum(rate(istio_requests_total{reporter="source",destination_workload_namespace="shop",destination_workload="cart-v2",response_code=~"5.."}[91s])) - 0*count(up{job="cart-v1"})`,
 			},
 		},
+		{
+			name: "mtls after the guardrails, on the destination reporter whatever MESHROLL_REPORTER says",
+			change: func(s *Settings) {
+				s.Reporter = "source"
+				s.MinSuccessRate, s.MaxLatencyP99 = 0, 0
+				s.MTLS = true
+				s.Checks = []Check{{Name: "custom", Query: `sum(up)`, Min: ptr(1)}}
+			},
+			want: []string{
+				`sum(increase(istio_requests_total{reporter="source",destination_workload_namespace="shop",destination_workload="cart-v2"}[30s]))`,
+				`sum(increase(istio_requests_total{reporter="source",destination_workload_namespace="shop",destination_workload="cart-v1"}[30s]))`,
+				`sum(increase(istio_requests_total{` + canary + `,connection_security_policy!="mutual_tls"}[30s])) or vector(0)`,
+				`sum(increase(istio_requests_total{` + stable + `,connection_security_policy!="mutual_tls"}[30s])) or vector(0)`,
+				`sum(increase(istio_requests_total{` + canary + `}[30s]))`,
+				`sum(increase(istio_requests_total{` + stable + `}[30s]))`,
+				`sum(up)`,
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,19 +31,20 @@ func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	queries := make([]string, 0, 2*len(a.checks))
-	for _, c := range a.checks {
-		queries = append(queries, c.canary)
-	}
-	for _, c := range a.checks {
-		queries = append(queries, c.stable) // "" for custom checks: not sent
+	// Role by role (canary, stable, canaryTotal, stableTotal), each in the order of the
+	// checks; "" (a check without that query) is not sent.
+	n := len(a.checks)
+	queries := make([]string, 0, 4*n)
+	for role := range 4 {
+		for _, c := range a.checks {
+			queries = append(queries, c.queries()[role])
+		}
 	}
 	answers, err := a.queryAll(ctx, queries, at, a.windowPolicy())
 	if err != nil {
 		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", err)
 	}
-	n := len(a.checks)
-	return Window{At: at, Results: a.judge(answers[:n], answers[n:])}, nil
+	return Window{At: at, Results: a.judge(answers[:n], answers[n:2*n], answers[2*n:3*n], answers[3*n:])}, nil
 }
 
 // Preflight sends every query once, before any traffic moves, and checks that
@@ -59,12 +60,13 @@ func (a *Analyzer) Preflight(ctx context.Context) error {
 	type sent struct{ check, side string }
 	var queries []string
 	var about []sent
+	sides := [4]string{"canary", "stable", "canary, all requests", "stable, all requests"}
 	for _, c := range a.checks {
-		queries = append(queries, c.canary)
-		about = append(about, sent{c.name, "canary"})
-		if c.stable != "" {
-			queries = append(queries, c.stable)
-			about = append(about, sent{c.name, "stable"})
+		for role, q := range c.queries() {
+			if q != "" {
+				queries = append(queries, q)
+				about = append(about, sent{c.name, sides[role]})
+			}
 		}
 	}
 	queries = append(queries, a.stableProbe)

@@ -23,8 +23,8 @@ const (
 
 // Result is one check in one window.
 type Result struct {
-	// Check is "request-volume", "success-rate", "latency-p99" or a custom
-	// check's name.
+	// Check is "request-volume", "success-rate", "latency-p99", "mtls" or a
+	// custom check's name.
 	Check string `json:"check"`
 	// Canary is the canary's value, nil when its query gave no value. With
 	// too few requests the built-ins keep the value they got, for the
@@ -121,8 +121,9 @@ func (a answer) ptr() *float64 {
 }
 
 // judge turns the answers of one window into results. answers holds, per
-// check, the canary's answer and (for built-ins) the stable's.
-func (a *Analyzer) judge(canary, stable []answer) []Result {
+// check, the canary's answer, (for built-ins) the stable's and (for mtls) the
+// counts of all their requests.
+func (a *Analyzer) judge(canary, stable, canaryTotal, stableTotal []answer) []Result {
 	s := a.settings
 	window := humanDuration(s.Interval)
 
@@ -150,6 +151,10 @@ func (a *Analyzer) judge(canary, stable []answer) []Result {
 
 	results := make([]Result, len(a.checks))
 	for i, c := range a.checks {
+		if c.kind == kindMTLS {
+			results[i] = a.judgeMTLS(canary[i], canaryTotal[i], stable[i], stableTotal[i])
+			continue
+		}
 		r := Result{Check: c.name, Canary: canary[i].ptr()}
 		var note string
 		if c.kind != kindCustom {
