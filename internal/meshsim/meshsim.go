@@ -3,7 +3,8 @@
 // through the API server and routes each request by the object as it is now (first matching
 // HTTP route, destination drawn by weight, subset → version), serves it from an in-process
 // backend whose error rate and latency the test sets, copies it to the route's mirrors, and
-// exports Istio's standard request metrics for a real Prometheus to scrape.
+// exports Istio's standard request metrics for a real Prometheus to scrape. Requests reach a
+// version over mutual TLS unless the test makes its traffic plaintext (SetPlaintext).
 //
 // Mirroring follows Envoy's request mirror policies as istiod writes them: a share
 // (mirrorPercentage, 100% when absent) of the requests a route serves is also sent to the
@@ -118,21 +119,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("failed to start mesh: %w", err)
 	}
-	m := &Mesh{
-		opts:     o,
-		versions: make(map[string]*backend, len(o.Versions)),
-		metrics:  newMetrics(),
-		stop:     make(chan struct{}),
-	}
-	m.shadowCtx, m.stopShadows = context.WithCancel(context.Background())
-	for _, v := range o.Versions {
-		b := &backend{version: v}
-		b.behaviour.Store(&behaviour{})
-		m.versions[v.Subset] = b
-		m.ordered = append(m.ordered, b)
-	}
-	m.table.Store(compile(nil, o.Namespace, o.VirtualService))
-
+	m := newMesh(o)
 	if err := m.watch(ctx); err != nil {
 		return nil, errors.Join(err, m.Close())
 	}
@@ -152,6 +139,26 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	m.serve(m.front, front)
 	m.serve(m.metricsSrv, met)
 	return m, nil
+}
+
+// newMesh is a mesh that neither watches nor serves yet, routing as if its VirtualService did
+// not exist.
+func newMesh(o Options) *Mesh {
+	m := &Mesh{
+		opts:     o,
+		versions: make(map[string]*backend, len(o.Versions)),
+		metrics:  newMetrics(),
+		stop:     make(chan struct{}),
+	}
+	m.shadowCtx, m.stopShadows = context.WithCancel(context.Background())
+	for _, v := range o.Versions {
+		b := &backend{version: v}
+		b.behaviour.Store(&behaviour{})
+		m.versions[v.Subset] = b
+		m.ordered = append(m.ordered, b)
+	}
+	m.table.Store(compile(nil, o.Namespace, o.VirtualService))
+	return m
 }
 
 func (m *Mesh) serve(srv *http.Server, l net.Listener) {
@@ -257,6 +264,22 @@ func (m *Mesh) SetSpread(subset string, sigma float64) {
 	bh := *b.behaviour.Load()
 	bh.spread = max(sigma, 0)
 	b.behaviour.Store(&bh)
+}
+
+// SetPlaintext says how the version's requests reach it from now on: over mutual TLS (false,
+// the default: the mesh's clients have sidecars and the version's mTLS mode accepts them), or
+// in plaintext (true: its PeerAuthentication is PERMISSIVE or DISABLE and its clients send
+// plaintext, as a client outside the mesh does). Its proxy reports
+// connection_security_policy="mutual_tls" or "none" accordingly (reporter="destination",
+// mirrored copies included); the client's proxy reports "unknown" either way, as Istio's does.
+// It panics on a subset that is not among Options.Versions, which is a mistake in the calling
+// test.
+func (m *Mesh) SetPlaintext(subset string, plaintext bool) {
+	b, ok := m.versions[subset]
+	if !ok {
+		panic(fmt.Sprintf("meshsim: SetPlaintext of subset %q, which is not among the mesh's versions", subset))
+	}
+	b.plaintext.Store(plaintext)
 }
 
 // Requests is how many requests the version's backend has answered (successes and errors),

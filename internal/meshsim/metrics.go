@@ -20,6 +20,10 @@ const (
 	LoadWorkload = "loadgen"
 
 	unknown = "unknown"
+
+	// The connection_security_policy values a destination proxy reports.
+	securityMutualTLS = "mutual_tls"
+	securityNone      = "none"
 )
 
 var labelNames = []string{
@@ -75,6 +79,7 @@ type sample struct {
 	code      int
 	flags     string // Envoy response flags, "-" for none
 	elapsed   time.Duration
+	plaintext bool // the connection reached the version's proxy without mutual TLS
 }
 
 func (m *metrics) record(s sample) {
@@ -85,10 +90,14 @@ func (m *metrics) record(s sample) {
 		workload, workloadNS, version = s.version.Workload, s.namespace, s.version.Subset
 		canonicalService, canonicalRevision = s.service.name, s.version.Subset
 	}
-	// The server proxy sees mTLS from the client proxy; the client proxy does not report it.
+	// Only the server's proxy knows how the connection came in: mutual TLS from the client's
+	// proxy, or plaintext ("none"); the client's proxy reports "unknown".
 	security := unknown
-	if s.reporter == reporterDestination {
-		security = "mutual_tls"
+	switch {
+	case s.reporter == reporterDestination && s.plaintext:
+		security = securityNone
+	case s.reporter == reporterDestination:
+		security = securityMutualTLS
 	}
 	values := []string{
 		s.reporter,

@@ -16,6 +16,7 @@ type backend struct {
 	behaviour atomic.Pointer[behaviour]
 	requests  atomic.Int64 // answered, mirrored copies included
 	mirrored  atomic.Int64 // mirrored copies sent to it
+	plaintext atomic.Bool  // its requests arrive without mutual TLS (SetPlaintext)
 }
 
 type behaviour struct {
@@ -64,7 +65,7 @@ func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 	// Envoy sends the copies as it forwards the request, only when the primary cluster exists.
 	m.mirror(t, rt)
 	dst := src
-	dst.reporter, dst.version = reporterDestination, &b.version
+	dst.reporter, dst.version, dst.plaintext = reporterDestination, &b.version, b.plaintext.Load()
 	dst.code, dst.flags, dst.elapsed = b.serve(r.Context())
 	src.version, src.code, src.flags, src.elapsed = &b.version, dst.code, dst.flags, dst.elapsed
 	m.metrics.record(dst)
@@ -99,7 +100,7 @@ func (m *Mesh) mirror(t *routeTable, rt *route) {
 			continue // no such cluster: the copy goes nowhere and nobody reports it
 		}
 		m.goShadow(func(ctx context.Context) {
-			dst := sample{reporter: reporterDestination, namespace: m.opts.Namespace, service: t.service, version: &b.version}
+			dst := sample{reporter: reporterDestination, namespace: m.opts.Namespace, service: t.service, version: &b.version, plaintext: b.plaintext.Load()}
 			dst.code, dst.flags, dst.elapsed = b.serve(ctx)
 			if dst.code != 0 { // 0: cut by Close, not something a proxy would see
 				m.metrics.record(dst)
