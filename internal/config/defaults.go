@@ -28,6 +28,10 @@ const (
 	minLeaseDuration     = 15 * time.Second
 
 	defaultScaleDownDelay = 30 * time.Second
+
+	defaultLoadRPS        = 10
+	maxLoadRPS            = 10000 // beyond a smoke load: a load test is another tool's job
+	defaultIstioNamespace = "istio-system"
 )
 
 // applyDefaults writes each default, spelt as a user would write it, into the variables that
@@ -35,9 +39,10 @@ const (
 // CI systems set unused inputs to "", and such a variable must behave exactly like an unset one.
 //
 // Some defaults depend on other variables: MESHROLL_STEPS has one only in progress mode (with
-// an unknown mode nobody can tell whether steps are needed), and the analysis variables only
-// with a Prometheus URL (without one they must stay empty: see analysisWithoutPrometheus); the
-// workloads default to the Deployments' names.
+// an unknown mode nobody can tell whether steps are needed), MESHROLL_SCALE_DOWN_DELAY only
+// with scale-down, MESHROLL_LOAD_RPS only with a load URL, and the analysis variables only
+// with a Prometheus URL (without one they must stay empty: see analysisWithoutPrometheus),
+// except the interval, which webhooks use too; the workloads default to the Deployments' names.
 func (in *input) applyDefaults() {
 	orDefault(&in.Mode, string(defaultMode))
 	if Mode(strings.TrimSpace(in.Mode)).Progressive() {
@@ -53,11 +58,20 @@ func (in *input) applyDefaults() {
 		// Only with scale-down: without it the delay must stay empty (see scaleDown).
 		orDefault(&in.ScaleDownDelay, defaultScaleDownDelay.String())
 	}
+	if strings.TrimSpace(in.LoadURL) != "" {
+		// Only with a load: without one the rate must stay empty (see loadGenerator).
+		orDefault(&in.LoadRPS, strconv.Itoa(defaultLoadRPS))
+	}
+	orDefault(&in.IstioNamespace, defaultIstioNamespace)
 
+	if strings.TrimSpace(in.PrometheusURL) != "" || strings.TrimSpace(in.Webhooks) != "" {
+		// Webhooks are called, and manual gates polled, every interval, with or without
+		// Prometheus (see webhookInterval).
+		orDefault(&in.Interval, defaultInterval.String())
+	}
 	if strings.TrimSpace(in.PrometheusURL) == "" {
 		return
 	}
-	orDefault(&in.Interval, defaultInterval.String())
 	orDefault(&in.MinRequests, formatNumber(defaultMinRequests))
 	orDefault(&in.Confidence, formatNumber(defaultConfidence))
 	orDefault(&in.MarginFactor, formatNumber(defaultMarginFactor))

@@ -73,6 +73,12 @@ type input struct {
 	LeaseDuration    string `env:"MESHROLL_LEASE_DURATION"`
 	ScaleDown        string `env:"MESHROLL_SCALE_DOWN"`
 	ScaleDownDelay   string `env:"MESHROLL_SCALE_DOWN_DELAY"`
+	Webhooks         string `env:"MESHROLL_WEBHOOKS"`
+	LoadURL          string `env:"MESHROLL_LOAD_URL"`
+	LoadRPS          string `env:"MESHROLL_LOAD_RPS"`
+	LoadHeaders      string `env:"MESHROLL_LOAD_HEADERS"`
+	VerifySecurity   string `env:"MESHROLL_VERIFY_SECURITY"`
+	IstioNamespace   string `env:"MESHROLL_ISTIO_NAMESPACE"`
 	Kubeconfig       string `env:"KUBECONFIG"`
 	Home             string `env:"HOME"`
 	// Where the CI system says the run is (see runLink).
@@ -140,6 +146,11 @@ func Reporting(environ []string) Config {
 			PrometheusURL: strings.TrimSpace(in.PrometheusURL), Token: strings.TrimSpace(in.Token),
 			Username: strings.TrimSpace(in.Username), Password: in.Password, Headers: headers(&validator{}, "MESHROLL_PROMETHEUS_HEADERS", in.Headers, prometheusHeaderExample),
 		},
+		// Read leniently by validate, however wrong: every entry that is a mapping, its URL
+		// and header values as given.
+		Webhooks: cfg.Webhooks,
+		// As given too: headers set without a URL are invalid, and still secret.
+		Load: LoadGenerator{URL: strings.TrimSpace(in.LoadURL), Headers: headers(&validator{}, "MESHROLL_LOAD_HEADERS", in.LoadHeaders, loadHeaderExample)},
 	}
 }
 

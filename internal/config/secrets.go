@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -14,12 +15,13 @@ import (
 
 // credentialParams are the query (and fragment) parameter names whose value is a credential,
 // compared after normalizing (see normalizeParam). Names commonly used by Prometheus-compatible
-// services and the object stores and proxies in front of them: OAuth and bearer tokens
+// services, webhooks, and the object stores and proxies in front of them: OAuth and bearer tokens
 // (access_token, token), API keys (key, api_key, apikey, Google's key), VictoriaMetrics'
 // authKey, AWS SigV4 and S3 presigned URLs (X-Amz-Signature, X-Amz-Credential,
 // X-Amz-Security-Token, AWSAccessKeyId, Signature), Google Cloud Storage's
-// X-Goog-Signature and X-Goog-Credential, and Azure SAS (sig).
-var credentialParams = []string{"auth", "authorization", "key", "sig", "pass", "pwd", "jwt", "bearer"}
+// X-Goog-Signature and X-Goog-Credential, Azure SAS (sig), and the function key of an Azure
+// Functions or similar webhook URL (code, as an OAuth authorization code is too).
+var credentialParams = []string{"auth", "authorization", "key", "sig", "pass", "pwd", "jwt", "bearer", "code"}
 
 // credentialWords are the parts of a normalized parameter name that make its value a
 // credential wherever they appear: access_token, private_token, X-Amz-Security-Token,
@@ -128,6 +130,23 @@ func kubeconfigURLSecrets(kubeconfig string) []string {
 		out = append(out, urlSecrets(strings.TrimRight(u, ","))...)
 	}
 	return out
+}
+
+// headerSecrets returns the secrets of the headers of a request: every value as given and as
+// Go's client sends it (trimmed), and for Authorization and Proxy-Authorization also the
+// credential without its scheme ("Bearer abc" → "abc"), which a server may echo alone.
+func headerSecrets(headers map[string]string) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		value := headers[name]
+		out = append(out, value, strings.TrimSpace(value))
+		if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Proxy-Authorization") {
+			if _, credential, ok := strings.Cut(strings.TrimSpace(value), " "); ok {
+				out = append(out, strings.TrimSpace(credential))
+			}
+		}
+	}
+	return dedupe(out)
 }
 
 // basicCredentials is the value of an Authorization: Basic header, without its scheme.

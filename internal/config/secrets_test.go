@@ -87,9 +87,9 @@ func TestCredentialParam(t *testing.T) {
 	credentials := []string{"access_token", "token", "auth", "key", "api_key", "apikey", "apiKey", "API-KEY", "password", "secret",
 		"signature", "sig", "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "x-amz-security-token",
 		"auth_token", "private_token", "id_token", "refresh_token", "client_secret", "passwd", "pwd", "pass", "jwt",
-		"authKey", "auth_key", "X-Goog-Signature", "X-Goog-Credential", "AWSAccessKeyId", "Signature", "dd-api-key", "x-api-key", "authorization"}
+		"authKey", "auth_key", "X-Goog-Signature", "X-Goog-Credential", "AWSAccessKeyId", "Signature", "dd-api-key", "x-api-key", "authorization", "code"}
 	public := []string{"query", "time", "timeout", "step", "dedup", "partial_response", "tenant", "orgId", "X-Amz-Date", "X-Amz-Algorithm",
-		"X-Amz-Expires", "X-Amz-SignedHeaders", "sv", "se", "sp", "user", "author", "keyword", "monkey"}
+		"X-Amz-Expires", "X-Amz-SignedHeaders", "sv", "se", "sp", "user", "author", "keyword", "monkey", "zipcode", "codec"}
 	for _, name := range credentials {
 		if !credentialParam(name) {
 			t.Errorf("credentialParam(%q) = false, want true", name)

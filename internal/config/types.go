@@ -2,7 +2,6 @@ package config
 
 import (
 	"encoding/base64"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -56,7 +55,9 @@ type Config struct {
 	CI               CI
 	OutputDir        string
 	StableDeployment string // "" = none; when set it must be Available before any shift
-	// Analysis configures the metric checks; Analysis.Enabled() is false without a Prometheus URL.
+	// Analysis configures the metric checks; Analysis.Enabled() is false without a Prometheus
+	// URL, and then only Interval is set, and only with webhooks: rollout webhooks judge the
+	// windows of a hold on their own, and manual gates are polled every interval.
 	Analysis       Analysis
 	OnInconclusive Action // what an inconclusive step does with the traffic: rollback or hold
 	OnCancel       Action // what a cancelled run does with the traffic: rollback or leave
@@ -189,9 +190,11 @@ const (
 var cis = []CI{CIAuto, CIGitHub, CIGitLab, CIJenkins, CIPlain}
 
 // Secrets are the values that must never be printed or written anywhere: the kubeconfig
-// contents, the Prometheus credentials (and the Basic header made of them), and the
-// credentials inside the Prometheus URL and the kubeconfig's URLs, each in the forms a URL
-// is printed in (see urlSecrets).
+// contents, the Prometheus credentials (and the Basic header made of them), the values of
+// every header meshroll sends (Prometheus's, the webhooks', the load's; see headerSecrets),
+// and the credentials inside the Prometheus URL, the webhooks' URLs, the load's URL and the
+// kubeconfig's URLs, each in the forms a URL is printed in (see urlSecrets). They are redacted
+// once, by app's writer: no other package keeps a list of its own.
 func (c Config) Secrets() []string {
 	var out []string
 	kubeconfig := []string{c.KubeconfigData}
@@ -206,15 +209,19 @@ func (c Config) Secrets() []string {
 	if c.Analysis.Password != "" {
 		out = append(out, basicCredentials(c.Analysis.Username, c.Analysis.Password)) // as a proxy may echo it
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.Analysis.Headers)) {
-		if value := c.Analysis.Headers[name]; value != "" {
-			out = append(out, value)
-		}
+	out = append(out, headerSecrets(c.Analysis.Headers)...)
+	for _, w := range c.Webhooks {
+		out = append(out, headerSecrets(w.Headers)...)
 	}
+	out = append(out, headerSecrets(c.Load.Headers)...)
 	for _, k := range kubeconfig {
 		out = append(out, kubeconfigURLSecrets(k)...)
 	}
-	return dedupe(append(out, urlSecrets(c.Analysis.PrometheusURL)...))
+	out = append(out, urlSecrets(c.Analysis.PrometheusURL)...)
+	for _, w := range c.Webhooks {
+		out = append(out, urlSecrets(w.URL)...)
+	}
+	return dedupe(append(out, urlSecrets(c.Load.URL)...))
 }
 
 // StableName names the stable version in messages: its subset, else its Service.

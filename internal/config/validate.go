@@ -82,6 +82,7 @@ func (in input) validate(v *validator) Config {
 		// would find no canary data and end inconclusive.
 		v.invalid("MESHROLL_MIRROR_PERCENT", strings.TrimSpace(in.MirrorPercent), "a mirror stage is judged on what the canary's own sidecar reports, but MESHROLL_REPORTER=source never sees mirrored requests; use MESHROLL_REPORTER=destination, or unset MESHROLL_MIRROR_PERCENT")
 	}
+	in.gates(v, &cfg)
 	return cfg
 }
 

@@ -25,7 +25,7 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 	}
 	if a.PrometheusURL == "" {
 		in.analysisWithoutPrometheus(v)
-		return Analysis{}
+		return in.webhookInterval(v)
 	}
 	in.prometheusAccess(v, &a)
 	credentials(v, a)
@@ -37,9 +37,12 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 }
 
 // analysisWithoutPrometheus reports every analysis variable that is set although
-// MESHROLL_PROMETHEUS_URL is not.
+// MESHROLL_PROMETHEUS_URL is not; the interval only when there are no webhooks either.
 func (in input) analysisWithoutPrometheus(v *validator) {
 	for _, variable := range in.analysisOnly() {
+		if variable.name == "MESHROLL_ANALYSIS_INTERVAL" && strings.TrimSpace(in.Webhooks) != "" {
+			continue
+		}
 		if strings.TrimSpace(variable.value) != "" {
 			v.add(variable.name + " is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset " + variable.name)
 		}
@@ -70,6 +73,16 @@ func (in input) analysisOnly() []struct{ name, value string } {
 		{"MESHROLL_MARGIN_FACTOR", in.MarginFactor},
 		{"MESHROLL_MARGIN_POINTS", in.MarginPoints},
 	}
+}
+
+// webhookInterval is the analysis without Prometheus: with webhooks, the interval alone, as
+// each hold is still split into windows judged by the rollout webhooks, and the manual gates
+// are polled every interval.
+func (in input) webhookInterval(v *validator) Analysis {
+	if strings.TrimSpace(in.Webhooks) == "" {
+		return Analysis{}
+	}
+	return Analysis{Interval: interval(v, in.Interval)}
 }
 
 // prometheusHeaderExample is the line MESHROLL_PROMETHEUS_HEADERS's messages show: the header
@@ -118,11 +131,7 @@ func credentials(v *validator, a Analysis) {
 
 // thresholds checks how often the canary is judged and against what.
 func (in input) thresholds(v *validator, a *Analysis) {
-	a.Interval = duration(v, "MESHROLL_ANALYSIS_INTERVAL", in.Interval, defaultInterval, false,
-		"use a duration of at least 1s such as 30s, or leave it empty for 30s")
-	if a.Interval > 0 && a.Interval < time.Second {
-		v.invalid("MESHROLL_ANALYSIS_INTERVAL", strings.TrimSpace(in.Interval), "must be at least 1s (Prometheus windows are whole seconds); use e.g. 30s")
-	}
+	a.Interval = interval(v, in.Interval)
 	a.MinSuccessRate = number(v, "MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate, 0, math.SmallestNonzeroFloat64, 100, "a percentage above 0 and at most 100, e.g. 99.5, or empty for no such guardrail")
 	a.MaxLatencyP99 = number(v, "MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99, 0, math.SmallestNonzeroFloat64, math.Inf(1), "milliseconds greater than 0, e.g. 500, or empty for no such guardrail")
 	a.MinRequests = number(v, "MESHROLL_MIN_REQUESTS", in.MinRequests, defaultMinRequests, 0, math.Inf(1), "a request count of 0 or more, e.g. 20")
@@ -144,6 +153,16 @@ func (in input) thresholds(v *validator, a *Analysis) {
 	default:
 		v.invalid("MESHROLL_REPORTER", r, "use destination (sidecars) or source (Gateway API, ambient), or leave it empty for destination")
 	}
+}
+
+// interval parses MESHROLL_ANALYSIS_INTERVAL.
+func interval(v *validator, raw string) time.Duration {
+	d := duration(v, "MESHROLL_ANALYSIS_INTERVAL", raw, defaultInterval, false,
+		"use a duration of at least 1s such as 30s, or leave it empty for 30s")
+	if d > 0 && d < time.Second {
+		v.invalid("MESHROLL_ANALYSIS_INTERVAL", strings.TrimSpace(raw), "must be at least 1s (Prometheus windows are whole seconds); use e.g. 30s")
+	}
+	return d
 }
 
 // workloads checks the two workloads the analysis compares (their defaults are the
