@@ -87,9 +87,10 @@ const reporterDestination = "destination"
 // outwards to the window's edges, so one plaintext request never reads as 0. A share is 100
 // only if two sums of floats come out bit for bit the same, which is harder to promise.
 //
-// What increase() cannot see is a series' first sample: the requests that created a plaintext
-// series before its first scrape count once it grows again. Plaintext traffic that goes on
-// fails every window; a single burst that never recurs may go unseen.
+// What increase() cannot see: a series' first sample (the requests that created a plaintext
+// series before its first scrape count once it grows again), and a rise between one window's
+// last scrape and the next window's first (the series is flat in both). Plaintext traffic that
+// goes on fails every window; a lone plaintext request may go unseen.
 func notMTLSQuery(namespace, workload, window string) string {
 	return fmt.Sprintf(`sum(increase(istio_requests_total{%s,connection_security_policy!="mutual_tls"}[%s])) or vector(0)`,
 		selector(reporterDestination, namespace, workload), window)
