@@ -76,32 +76,37 @@ func (j *verdicts) trouble(err error) error {
 	return nil
 }
 
-// analyze holds a step for d, judging the canary every analysis interval. Windows are
-// counted from the step's start, so a slow evaluation does not make the hold drift.
-func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d time.Duration, j *verdicts, last traffic.Routing) error {
+// analyze holds a step for d from from, judging the canary every analysis interval: on the
+// mesh's metrics, and by the rollout webhooks (without metric analysis, by them alone).
+// Windows are counted from from, so a slow evaluation does not make the hold drift.
+func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, from time.Time, d time.Duration, j *verdicts, last traffic.Routing) error {
 	interval := cfg.Analysis.Interval
-	end := step.StartedAt.Add(d)
+	end := from.Add(d)
+	before := len(step.Windows) // a hold extended at a gate numbers its windows on
 	judged := false
 	var lastNoData string
 	// unevaluated is why the last window that was not judged could not be evaluated (nil when
 	// it had no data): when it ends a step without a judged window, Prometheus or a query is at
 	// fault, not the canary's traffic, and that is a runtime failure rather than inconclusive.
 	var unevaluated error
-	prev := r.stepStart(ctx, *step, interval, j.compare)
+	var prev analysis.Snapshot
+	if r.Analysis != nil {
+		prev = r.stepStart(ctx, *step, interval, j.compare)
+	}
 	for n := 1; ; n++ {
-		at := step.StartedAt.Add(time.Duration(n) * interval)
+		at := from.Add(time.Duration(n) * interval)
 		if at.After(end) {
 			break
 		}
 		if err := r.hold(ctx, at.Sub(r.Now()), last); err != nil {
 			return err
 		}
-		w, err := r.Analysis.Evaluate(ctx, r.Now())
+		w, err := r.evaluate(ctx)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
 		if err != nil {
-			r.logf("step %d/%d window %d: %v", step.Index, step.Of, n, err)
+			r.logf("step %d/%d window %d: %v", step.Index, step.Of, before+n, err)
 			if err := j.trouble(err); err != nil {
 				return err
 			}
@@ -110,9 +115,11 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 			continue
 		}
 		var worse error
-		prev, worse = r.compare(ctx, *step, n, &w, prev, j.compare)
+		if r.Analysis != nil {
+			prev, worse = r.compare(ctx, *step, before+n, &w, prev, j.compare)
+		}
 		step.Windows = append(step.Windows, w)
-		r.logWindow(*step, n, w)
+		r.logWindow(*step, before+n, w)
 		if worse != nil {
 			return worse // the test already paid for looking every window: at once
 		}
@@ -148,6 +155,20 @@ func (r *Runner) analyze(ctx context.Context, cfg config.Config, step *Step, d t
 			errInconclusive, step.Index, step.Of, d, why)
 	}
 	return nil
+}
+
+// evaluate judges one window: the metric checks (none without metric analysis), then the
+// rollout webhooks, each a check of its own.
+func (r *Runner) evaluate(ctx context.Context) (analysis.Window, error) {
+	w := analysis.Window{At: r.Now()}
+	if r.Analysis != nil {
+		var err error
+		if w, err = r.Analysis.Evaluate(ctx, w.At); err != nil {
+			return w, err
+		}
+	}
+	w.Results = append(w.Results, r.rolloutHooks(ctx)...)
+	return w, nil
 }
 
 // logWindow prints a window as a canary-versus-stable table.

@@ -12,6 +12,7 @@ import (
 // fail ends a run before anything was written.
 func (r *Runner) fail(ctx, parent context.Context, res *Result, err error) {
 	res.Err = explain(ctx, parent, err)
+	var hook *hookFailed
 	switch {
 	case parent.Err() != nil:
 		res.Outcome = Cancelled
@@ -19,6 +20,8 @@ func (r *Runner) fail(ctx, parent context.Context, res *Result, err error) {
 		res.Outcome = Failed // MESHROLL_TIMEOUT
 	case errors.Is(err, traffic.ErrPreflight), errors.Is(err, errAnalysisInput), errors.Is(err, ErrLocked), errors.Is(err, ErrNotResumable):
 		res.Outcome = Invalid
+	case errors.As(err, &hook):
+		res.Outcome, res.FailedCheck = CanaryFailed, hook.check()
 	default:
 		res.Outcome = Failed
 	}
@@ -84,7 +87,7 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 		// that is a runtime failure, not bad input.
 		res.Outcome = Failed
 	}
-	if !cfg.Mode.Progressive() && !(cfg.Mode == config.ModePhase && res.Analysis) {
+	if !cfg.Mode.Progressive() && !(cfg.Mode == config.ModePhase && r.judging(res)) {
 		return
 	}
 	timeout := r.RollbackTimeout

@@ -151,6 +151,11 @@ func (p Plan) from(current int) (left, skipped Plan) {
 	return left, skipped
 }
 
+// promotes says whether the stage gives the canary all the traffic.
+func (s Stage) promotes() bool {
+	return s.Kind == KindWeight && s.Desired.CanaryWeight == 100
+}
+
 // serves says whether any stage sends the stable version, and the canary, traffic.
 func (p Plan) serves() (stable, canary bool) {
 	for _, s := range p {

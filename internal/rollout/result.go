@@ -68,6 +68,8 @@ type Step struct {
 	HeldUntil    time.Time             `json:"heldUntil,omitzero"`
 	// Windows are the metric analysis windows judged while the step was held, oldest first.
 	Windows []analysis.Window `json:"windows,omitempty"`
+	// Load is what the built-in load generator saw during the hold; nil without one.
+	Load *LoadStats `json:"load,omitempty"`
 	// Error is why the run ended during this step's hold (a failed check, a cancel, ...).
 	Error string `json:"error,omitempty"`
 }
@@ -93,7 +95,14 @@ type Result struct {
 	// ScaleDown is what MESHROLL_SCALE_DOWN did after the run, nil when nothing was to be
 	// scaled; its failure never changes the outcome.
 	ScaleDown *ScaleDown `json:"scaleDown,omitempty"`
-	Err       error      `json:"-"`
+	// Webhooks are the webhook calls of the run in order, except the rollout webhooks, which
+	// are checks of the windows they were called for; a manual gate shows the first refusal
+	// of each webhook it waited for and the round that opened it.
+	Webhooks []HookCall `json:"webhooks,omitempty"`
+	// Warnings are what the preflight found worth saying that did not stop the run (a
+	// security policy protecting stable but not the canary, without MESHROLL_VERIFY_SECURITY).
+	Warnings []string `json:"warnings,omitempty"`
+	Err      error    `json:"-"`
 }
 
 // StableName names the stable version in messages: its subset, else its Service.

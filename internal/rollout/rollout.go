@@ -63,6 +63,11 @@ type Runner struct {
 	// Scaler, when set (MESHROLL_SCALE_DOWN=true), scales the Deployment the run left without
 	// traffic to 0 once it ended, under the run's lock; nil: no scale-down.
 	Scaler Scaler
+	// Hooks calls the webhooks of MESHROLL_WEBHOOKS; Load sends MESHROLL_LOAD_URL's load
+	// while steps hold; Security checks the canary's protection in the preflight. nil: none.
+	Hooks    Hooks
+	Load     LoadGenerator
+	Security Security
 
 	book *ledger // the record of the run in progress; nil without a Lock
 }
@@ -88,6 +93,7 @@ func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 		defer cancel()
 	}
 	r.run(runCtx, ctx, cfg, &res)
+	r.notify(runCtx, &res)
 	res.FinishedAt = r.Now()
 	if res.Err != nil {
 		res.Reason = res.Err.Error()
@@ -104,7 +110,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		r.resume(ctx, parent, cfg, res)
 		return
 	}
-	plan := NewPlan(cfg, res.Analysis)
+	plan := NewPlan(cfg, r.judging(res))
 	var skipped Plan
 	current := 0
 	if cfg.Mode == config.ModeProgress {
@@ -140,7 +146,7 @@ func (r *Runner) run(ctx, parent context.Context, cfg config.Config, res *Result
 		r.fail(ctx, parent, res, err)
 		return
 	}
-	if plan, ok = r.ready(ctx, parent, cfg, plan, state, res); ok {
+	if plan, ok = r.ready(ctx, parent, cfg, plan, state, res); ok && r.openingGates(ctx, parent, cfg, res) {
 		r.execute(ctx, parent, cfg, plan, state.Routing(), res)
 		r.scaleDown(ctx, cfg, res)
 	}
@@ -214,7 +220,10 @@ func checksFor(cfg config.Config, plan Plan) traffic.Checks {
 func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
 	if !judged && cfg.Mode.Progressive() {
 		note := "nothing stops a failing canary between steps"
-		if plan.held() {
+		switch {
+		case r.hooked(config.WebhookRollout):
+			note = "only the rollout webhooks judge the canary, every " + cfg.Analysis.Interval.String()
+		case plan.held():
 			note = "steps are timed only and " + note
 		}
 		r.logf("NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty): %s", note)
@@ -248,6 +257,17 @@ func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, check
 			return nil, false
 		}
 	}
+	if r.Security != nil && cfg.Mode != config.ModeRollback {
+		warnings, err := r.Security.Check(checkCtx)
+		for _, w := range warnings {
+			r.logf("WARNING: %s", w)
+		}
+		res.Warnings = append(res.Warnings, warnings...)
+		if err != nil {
+			r.fail(ctx, parent, res, err)
+			return nil, false
+		}
+	}
 	now := state.Routing()
 	res.Route, res.Final = now.Route, now.Destinations
 	if res.Analysis {
@@ -269,10 +289,18 @@ func (r *Runner) execute(ctx, parent context.Context, cfg config.Config, plan Pl
 	changed := false
 	judge := &verdicts{threshold: cfg.Analysis.FailureThreshold, compare: newComparisons(cfg.Analysis)}
 	last := now // what the route does as this run left it
-	for _, stage := range plan {
+	if plan[0].promotes() {
+		// Nothing this run wrote is held before the promotion: wait watching the route.
+		if err := r.await(ctx, cfg, config.WebhookConfirmPromotion, res, r.watching(&last)); err != nil {
+			r.fail(ctx, parent, res, err) // this run moved nothing, so it undoes nothing
+			return
+		}
+	}
+	for i, stage := range plan {
 		step := Step{Index: stage.Index, Of: stage.Of, Action: ActionSet, Kind: stage.Kind, CanaryWeight: stage.Desired.CanaryWeight, StartedAt: r.Now()}
 		r.Log.StepStarted(step)
-		err := r.step(ctx, parent, cfg, stage, &step, &last, judge)
+		promotionNext := i+1 < len(plan) && plan[i+1].promotes()
+		err := r.step(ctx, parent, cfg, stage, &step, &last, judge, promotionNext, res)
 		if step.After != nil {
 			res.Final, changed = step.After, changed || step.Changed
 			res.Steps = append(res.Steps, step) // after the hold: with its windows
@@ -297,7 +325,8 @@ func (r *Runner) execute(ctx, parent context.Context, cfg config.Config, plan Pl
 
 // step writes one stage and holds it; step records what happened, last what the route does
 // as the run left it. A step whose write failed has no After.
-func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stage, step *Step, last *traffic.Routing, j *verdicts) error {
+// When promotionNext, the hold goes on past its end until the confirm-promotion gate opens.
+func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stage, step *Step, last *traffic.Routing, j *verdicts, promotionNext bool, res *Result) error {
 	d := stage.Desired
 	d.Expect = last
 	what := fmt.Sprintf("step %d/%d (%s)", stage.Index, stage.Of, stage.Describe())
@@ -324,16 +353,36 @@ func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stag
 	} else if err != nil {
 		r.logf("NOTE: %v; the run goes on and records its state at the next renewal", err)
 	}
+	stopLoad := func() {}
 	if stage.Hold > 0 {
+		stopLoad = r.startLoad(ctx, step)
 		step.HeldUntil = step.StartedAt.Add(stage.Hold)
 		if stage.Judged {
 			r.logf("step %d/%d: holding %s, judging the canary every %s", step.Index, step.Of, stage.Hold, cfg.Analysis.Interval)
-			err = r.analyze(ctx, cfg, step, stage.Hold, j, *last)
+			err = r.analyze(ctx, cfg, step, step.StartedAt, stage.Hold, j, *last)
 		} else {
 			r.logf("step %d/%d: holding %s", step.Index, step.Of, stage.Hold)
 			err = r.hold(ctx, stage.Hold, *last)
 		}
 	}
+	if err == nil && promotionNext {
+		between := r.watching(last)
+		if stage.Judged {
+			between = func(ctx context.Context, d time.Duration) error {
+				// The canary keeps being judged while the promotion waits; a quiet window is
+				// no reason to stop waiting.
+				if err := r.analyze(ctx, cfg, step, r.Now(), d, j, *last); !errors.Is(err, errInconclusive) {
+					return err
+				}
+				return nil
+			}
+		}
+		err = r.await(ctx, cfg, config.WebhookConfirmPromotion, res, between)
+		if step.HeldUntil.Before(r.Now()) {
+			step.HeldUntil = r.Now()
+		}
+	}
+	stopLoad()
 	if err != nil {
 		step.Error = explain(ctx, parent, err).Error()
 	}
@@ -361,6 +410,18 @@ func (r *Runner) logSkipped(skipped Plan, current int) {
 	for _, st := range skipped {
 		r.logf("skipping %s: the canary already has %d%% and a progression never lowers it", st.Describe(), current)
 	}
+}
+
+// watching returns a wait that checks every DriftInterval that the route still does what
+// the run left it doing.
+func (r *Runner) watching(last *traffic.Routing) func(context.Context, time.Duration) error {
+	return func(ctx context.Context, d time.Duration) error { return r.hold(ctx, d, *last) }
+}
+
+// judging says whether the run's holds are judged: by metric analysis, or by rollout
+// webhooks alone, which then make windows of MESHROLL_ANALYSIS_INTERVAL of their own.
+func (r *Runner) judging(res *Result) bool {
+	return res.Analysis || (analyzed(res.Mode) && r.hooked(config.WebhookRollout))
 }
 
 // analyzed says whether metric analysis gates the mode: the modes that hold a partial
