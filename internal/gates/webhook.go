@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,10 +19,6 @@ import (
 
 	"github.com/meshroll/meshroll/internal/config"
 )
-
-// DefaultWebhookTimeout bounds a call whose webhook sets no timeout: Flagger's default
-// (pkg/controller/webhook.go), so that a hook written for Flagger gets the time it had there.
-const DefaultWebhookTimeout = 10 * time.Second
 
 // excerptBytes is how much of a failed call's response body the timeline keeps.
 const excerptBytes = 200
@@ -144,7 +139,7 @@ func (h *Hooks) Has(typ config.WebhookType) bool {
 type Call struct {
 	Name    string
 	Type    config.WebhookType
-	URL     string // without credentials: see redactURL
+	URL     string // as given: app's writer redacts its credentials (config.Config.Secrets)
 	Status  int    // the HTTP status; 0 when no answer came
 	Latency time.Duration
 	OK      bool   // answered 2xx
@@ -222,7 +217,7 @@ func (h *Hooks) Confirm(ctx context.Context, typ config.WebhookType, every time.
 
 // call makes one POST of Flagger's payload to w, bounded by w's timeout.
 func (h *Hooks) call(ctx context.Context, w config.Webhook, phase Phase) Call {
-	c := Call{Name: w.Name, Type: w.Type, URL: redactURL(w.URL)}
+	c := Call{Name: w.Name, Type: w.Type, URL: w.URL}
 	fail := func(err error) Call {
 		c.Err = fmt.Errorf("failed to call %s webhook %q (%s): %w", w.Type, w.Name, c.URL, err)
 		return c
@@ -236,14 +231,14 @@ func (h *Hooks) call(ctx context.Context, w config.Webhook, phase Phase) Call {
 		return fail(err)
 	}
 	timeout := w.Timeout
-	if timeout <= 0 {
-		timeout = DefaultWebhookTimeout
+	if timeout <= 0 { // config fills it in; a Webhook built otherwise gets Flagger's default too
+		timeout = config.DefaultWebhookTimeout
 	}
 	callCtx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w within %s", ErrNoAnswer, timeout))
 	defer cancel()
 	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return fail(errors.New("the URL is not valid")) // url.Error would print the URL whole
+		return fail(errors.New("the URL is not valid")) // the message names the URL already
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for name, value := range w.Headers {
@@ -270,14 +265,14 @@ func (h *Hooks) call(ctx context.Context, w config.Webhook, phase Phase) Call {
 	c.Excerpt = excerpt(head)
 	r := rejection{status: c.Status, excerpt: c.Excerpt}
 	if loc := resp.Header.Get("Location"); loc != "" && c.Status >= 300 && c.Status <= 399 {
-		r.location = redactURL(loc)
+		r.location = loc // as given, like the webhook's URL: app's writer redacts what config knows
 	}
 	return fail(r)
 }
 
 // transportError says why a call got no (whole) answer: the context's cause when it ended
 // (ErrNoAnswer for the call's own timeout), else the connection's error without the
-// url.Error around it, which would print the URL whole, credentials included.
+// url.Error around it, which would print the method and the URL a second time.
 func transportError(callCtx context.Context, err error) error {
 	if cause := context.Cause(callCtx); cause != nil {
 		return cause
@@ -329,67 +324,3 @@ func excerpt(body []byte) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// redactURL is a webhook's URL as the timeline shows it: its host and path say which hook it
-// is; the credentials a URL can carry are replaced by "xxxxx" (the password, or the user name
-// when it stands alone as a token) as is every query value and the fragment, whatever their
-// names. A URL that does not parse shows as its scheme and host only, when they can be found.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		scheme, rest, ok := strings.Cut(raw, "://")
-		if !ok {
-			return "(an invalid URL)"
-		}
-		host, _, _ := strings.Cut(rest, "/")
-		if at := strings.LastIndex(host, "@"); at >= 0 {
-			host = host[at+1:]
-		}
-		return scheme + "://" + host + "/…"
-	}
-	if u.User != nil {
-		if _, hasPassword := u.User.Password(); hasPassword {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		} else {
-			u.User = url.User("xxxxx")
-		}
-	}
-	if u.RawQuery != "" {
-		query := u.Query()
-		for name := range query {
-			query[name] = []string{"xxxxx"}
-		}
-		u.RawQuery = query.Encode()
-	}
-	if u.Fragment != "" || u.RawFragment != "" {
-		u.Fragment, u.RawFragment = "xxxxx", ""
-	}
-	return u.String()
-}
-
-// Secrets returns what the webhooks hold that must never be printed: every header value and,
-// for an Authorization or Proxy-Authorization header, its credential without the scheme
-// ("Bearer abc" → "abc" as well), which a server may echo alone. The app registers them with
-// the redacting writer; this package prints nothing.
-func Secrets(hooks []config.Webhook) []string {
-	var out []string
-	add := func(s string) {
-		if s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	for _, w := range hooks {
-		for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
-			value := w.Headers[name]
-			add(value)
-			value = strings.TrimSpace(value) // as Go's client sends it
-			add(value)
-			if strings.EqualFold(name, "Authorization") || strings.EqualFold(name, "Proxy-Authorization") {
-				if _, credential, ok := strings.Cut(value, " "); ok {
-					add(strings.TrimSpace(credential))
-				}
-			}
-		}
-	}
-	return out
-}

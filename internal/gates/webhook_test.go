@@ -455,68 +455,25 @@ func TestWebhookRedirects(t *testing.T) {
 	}
 }
 
-func TestWebhookRedactURL(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ name, url, want string }{
-		{name: "nothing to hide", url: "https://loadtester.test/gate/check", want: "https://loadtester.test/gate/check"},
-		{name: "password", url: "https://ci:pa55w0rd@hooks.test/x", want: "https://ci:xxxxx@hooks.test/x"},
-		{name: "token as the user name", url: "https://t0ken@hooks.test/x", want: "https://xxxxx@hooks.test/x"},
-		{name: "every query value", url: "https://hooks.test/x?team=a&access_token=abc", want: "https://hooks.test/x?access_token=xxxxx&team=xxxxx"},
-		{name: "fragment", url: "https://hooks.test/x#k=abc", want: "https://hooks.test/x#xxxxx"},
-		{name: "unparsable", url: "https://ci:pa55w0rd@hooks.test/%zz?token=abc", want: "https://hooks.test/…"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tt.want, redactURL(tt.url)); diff != "" {
-				t.Errorf("redactURL(%q) (-want +got):\n%s", tt.url, diff)
-			}
-		})
-	}
-}
-
-// A connection error names the hook by its redacted URL, not by the whole URL Go's client
-// puts in its errors.
-func TestWebhookConnectionErrorHidesCredentials(t *testing.T) {
+// A connection error names the hook by its URL as given, once: not by the url.Error Go's
+// client makes, which would repeat it. Its credentials are config's secrets (config's tests
+// hold that), which app's writer redacts from every line.
+func TestWebhookConnectionError(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := srv.Listener.Addr().String()
 	srv.Close() // nothing listens there any more: the connection is refused
-	hooks := []config.Webhook{wh("gone", config.WebhookPostRollout, "http://ci:pa55w0rd@"+addr+"/x?token=t0k3n")}
+	hookURL := "http://ci:pa55w0rd@" + addr + "/x?token=t0k3n"
+	hooks := []config.Webhook{wh("gone", config.WebhookPostRollout, hookURL)}
 
 	calls := NewHooks(hooks, testRollout, nil).Run(t.Context(), config.WebhookPostRollout, PhaseSucceeded)
-	want := []Call{{Name: "gone", Type: config.WebhookPostRollout, URL: "http://ci:xxxxx@" + addr + "/x?token=xxxxx"}}
+	want := []Call{{Name: "gone", Type: config.WebhookPostRollout, URL: hookURL}}
 	if diff := cmp.Diff(want, calls, ignoreMeasured); diff != "" {
 		t.Fatalf("Run (-want +got):\n%s", diff)
 	}
 	checkErr(t, calls[0], syscall.ECONNREFUSED)
-	if msg := calls[0].Err.Error(); strings.Contains(msg, "pa55w0rd") || strings.Contains(msg, "t0k3n") {
-		t.Errorf("error %q shows a credential of the URL", msg)
-	}
-}
-
-func TestWebhookSecrets(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name  string
-		hooks []config.Webhook
-		want  []string
-	}{
-		{name: "no headers", hooks: []config.Webhook{{Name: "a", Metadata: map[string]string{"cmd": "hey"}}}},
-		{name: "every value, an authorization's credential alone too, each once", hooks: []config.Webhook{
-			{Name: "a", Headers: map[string]string{"X-Token": "abc123", "Authorization": "Bearer tok-xyz"}},
-			{Name: "b", Headers: map[string]string{"X-Api-Key": "abc123", "Proxy-Authorization": "Basic dTpw"}},
-		}, want: []string{"Bearer tok-xyz", "tok-xyz", "abc123", "Basic dTpw", "dTpw"}},
-		{name: "as written and as sent", hooks: []config.Webhook{{Name: "a", Headers: map[string]string{"X-Key": " padded "}}},
-			want: []string{" padded ", "padded"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if diff := cmp.Diff(tt.want, Secrets(tt.hooks)); diff != "" {
-				t.Errorf("Secrets (-want +got):\n%s", diff)
-			}
-		})
+	if msg := calls[0].Err.Error(); strings.Count(msg, hookURL) != 1 || strings.Contains(msg, "Post ") {
+		t.Errorf("error %q should name the URL once, without Go's url.Error around the cause", msg)
 	}
 }
 
