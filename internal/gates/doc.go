@@ -16,8 +16,8 @@
 // hooks written for Flagger, flagger-loadtester among them, work unchanged: a POST of
 // {"name","namespace","phase","checksum","metadata"}, one attempt bounded by the hook's
 // timeout (config.DefaultWebhookTimeout, 10s as Flagger's, when it sets none), 2xx for
-// success. Run calls the hooks of one type and returns a Call per hook; Confirm polls the
-// manual gates (confirm-rollout, confirm-promotion) until they open or the context ends.
-// What a failure means (the canary failed, a failed check, nothing at all for a
-// notification) is the rollout's to decide.
+// success. Run calls the hooks of one type with the phase PhaseOf gives and returns a Call
+// per hook. When to call which type, how often to poll a manual gate (confirm-rollout,
+// confirm-promotion) and what a failure means (the canary failed, a failed check, nothing at
+// all for a notification) are the rollout's to decide.
 package gates

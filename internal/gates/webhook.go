@@ -171,48 +171,20 @@ func (h *Hooks) Run(ctx context.Context, typ config.WebhookType, phase Phase) []
 	return calls
 }
 
-// Confirm waits at a manual gate: it polls the webhooks of type typ (confirm-rollout or
-// confirm-promotion) every interval until all of them answer 2xx in one round, and returns
-// that round's Calls. As in Flagger, a round calls the webhooks in order and stops at the
-// first one not OK, which is passed to waiting (who is being waited for); the next round
-// starts again from the first. It returns an error naming the awaited webhook, wrapping the
-// context's cause, when ctx ends first. Confirm-rollout hooks get PhaseWaiting and
-// confirm-promotion hooks PhaseProgressing, as Flagger sends them.
-func (h *Hooks) Confirm(ctx context.Context, typ config.WebhookType, every time.Duration, waiting func(Call)) ([]Call, error) {
-	phase := PhaseProgressing
-	switch typ {
-	case config.WebhookConfirmRollout:
-		phase = PhaseWaiting
-	case config.WebhookConfirmPromotion:
-	default:
-		return nil, fmt.Errorf("failed to confirm with %s webhooks: only confirm-rollout and confirm-promotion webhooks are polled", typ)
+// PhaseOf is the phase Flagger sends to webhooks of type typ: Waiting to confirm-rollout
+// (Flagger's phase while it waits for approval), Failed to rollback (a notification that a
+// rollback happened), Succeeded or Failed to post-rollout as the rollout ended, Progressing
+// to the others.
+func PhaseOf(typ config.WebhookType, succeeded bool) Phase {
+	switch {
+	case typ == config.WebhookConfirmRollout:
+		return PhaseWaiting
+	case typ == config.WebhookRollback, typ == config.WebhookPostRollout && !succeeded:
+		return PhaseFailed
+	case typ == config.WebhookPostRollout:
+		return PhaseSucceeded
 	}
-	if every <= 0 {
-		return nil, fmt.Errorf("failed to confirm with %s webhooks: the poll interval %s is not positive", typ, every)
-	}
-	stopped := func(awaited Call) error {
-		return fmt.Errorf("failed to pass the %s gate: webhook %q (%s) has not answered 2xx: %w", typ, awaited.Name, awaited.URL, context.Cause(ctx))
-	}
-	for {
-		calls := h.Run(ctx, typ, phase)
-		if len(calls) == 0 || calls[len(calls)-1].OK {
-			return calls, nil
-		}
-		awaited := calls[len(calls)-1]
-		if ctx.Err() != nil {
-			return nil, stopped(awaited)
-		}
-		if waiting != nil {
-			waiting(awaited)
-		}
-		timer := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, stopped(awaited)
-		case <-timer.C:
-		}
-	}
+	return PhaseProgressing
 }
 
 // call makes one POST of Flagger's payload to w, bounded by w's timeout.

@@ -229,75 +229,25 @@ func checkErr(t *testing.T, c Call, want error) {
 	}
 }
 
-func TestWebhookConfirm(t *testing.T) {
+func TestPhaseOf(t *testing.T) {
 	t.Parallel()
-	const rollout, promotion = config.WebhookConfirmRollout, config.WebhookConfirmPromotion
 	tests := []struct {
-		name         string
-		typ          config.WebhookType
-		hooks        []config.Webhook
-		gate         string // the path answering 403 Forbidden to its first polls
-		polls        int
-		every        time.Duration // 0: a millisecond
-		want         []Call        // the round that passed
-		waited       []string      // the hook each unsuccessful poll waited for
-		counts       map[string]int
-		phase        string
-		wantRejected bool
+		typ       config.WebhookType
+		succeeded bool
+		want      Phase
 	}{
-		{name: "a promotion gate that opens after 3 polls", typ: promotion, hooks: []config.Webhook{wh("approve", promotion, "/gate")},
-			gate: "/gate", polls: 3, want: []Call{{Name: "approve", Type: promotion, URL: "/gate", Status: 200, OK: true}},
-			waited: []string{"approve", "approve", "approve"}, counts: map[string]int{"/gate": 4}, phase: "Progressing"},
-		{name: "every gate open in the same round, as in Flagger", typ: rollout,
-			hooks: []config.Webhook{wh("qa", rollout, "/qa"), wh("release manager", rollout, "/rm"), wh("other", promotion, "/other")},
-			gate:  "/rm", polls: 2, want: []Call{{Name: "qa", Type: rollout, URL: "/qa", Status: 200, OK: true},
-				{Name: "release manager", Type: rollout, URL: "/rm", Status: 200, OK: true}},
-			waited: []string{"release manager", "release manager"}, counts: map[string]int{"/qa": 3, "/rm": 3}, phase: "Waiting"},
-		{name: "no gate of the type: open at once", typ: promotion, hooks: []config.Webhook{wh("pre", config.WebhookPreRollout, "/pre")},
-			counts: map[string]int{}},
-		{name: "rollout hooks are no gate", typ: config.WebhookRollout, hooks: []config.Webhook{wh("load", config.WebhookRollout, "/load")},
-			counts: map[string]int{}, wantRejected: true},
-		{name: "no interval", typ: rollout, hooks: []config.Webhook{wh("approve", rollout, "/gate")}, every: -time.Second,
-			counts: map[string]int{}, wantRejected: true},
+		{config.WebhookPreRollout, false, PhaseProgressing},
+		{config.WebhookRollout, false, PhaseProgressing},
+		{config.WebhookConfirmRollout, false, PhaseWaiting},
+		{config.WebhookConfirmPromotion, false, PhaseProgressing},
+		{config.WebhookPostRollout, true, PhaseSucceeded},
+		{config.WebhookPostRollout, false, PhaseFailed},
+		{config.WebhookRollback, false, PhaseFailed},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := newHookServer(t, func(path string, n int) (int, string) {
-				if path == tt.gate && n <= tt.polls {
-					return http.StatusForbidden, "Forbidden"
-				}
-				return http.StatusOK, "Approved"
-			})
-			onServer(srv, tt.hooks, tt.want)
-			if tt.every == 0 {
-				tt.every = time.Millisecond
-			}
-			var waited []string
-			got, err := NewHooks(tt.hooks, testRollout, nil).Confirm(t.Context(), tt.typ, tt.every, func(c Call) {
-				if c.OK || c.Status != http.StatusForbidden || c.Excerpt != "Forbidden" || !errors.Is(c.Err, ErrRejected) {
-					t.Errorf("waiting for %+v, want a 403 Forbidden", c)
-				}
-				waited = append(waited, c.Name)
-			})
-			if (err != nil) != tt.wantRejected {
-				t.Fatalf("Confirm: error %v, want one: %v", err, tt.wantRejected)
-			}
-			if diff := cmp.Diff(tt.want, got, ignoreMeasured); diff != "" {
-				t.Errorf("Confirm (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.waited, waited); diff != "" {
-				t.Errorf("waited for (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.counts, srv.counts()); diff != "" {
-				t.Errorf("polls per path (-want +got):\n%s", diff)
-			}
-			for _, r := range srv.requests() {
-				if r.Body["phase"] != tt.phase {
-					t.Errorf("%s got phase %v, want %s", r.Path, r.Body["phase"], tt.phase)
-				}
-			}
-		})
+		if got := PhaseOf(tt.typ, tt.succeeded); got != tt.want {
+			t.Errorf("PhaseOf(%s, succeeded %v) = %s, want %s", tt.typ, tt.succeeded, got, tt.want)
+		}
 	}
 }
 
@@ -314,54 +264,6 @@ func checkCancelled(t *testing.T, err error, name string) {
 	if msg := fmt.Sprint(err); !errors.Is(err, context.Canceled) || !strings.Contains(msg, "cancelled by SIGTERM") ||
 		strings.Contains(msg, "context canceled") || !strings.Contains(msg, `"`+name+`"`) {
 		t.Errorf("error %q: want context.Canceled, naming %q and saying what cancelled", msg, name)
-	}
-}
-
-// Cancelling returns promptly, with the cause: before anything is sent (nothing is), during
-// a call and between polls. The hook never answers, or the interval is an hour, so only the
-// cancellation can end Confirm.
-func TestWebhookConfirmCancelled(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name   string
-		status int
-		cancel string // "before" Confirm, once the request is "in flight", or from the "waiting" callback
-		polls  int
-	}{
-		{name: "an already-cancelled context", status: http.StatusOK, cancel: "before", polls: 0},
-		{name: "during a call", status: hang, cancel: "in flight", polls: 1},
-		{name: "between polls", status: http.StatusForbidden, cancel: "waiting", polls: 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := newHookServer(t, func(string, int) (int, string) { return tt.status, "closed" })
-			gate := wh("release manager", config.WebhookConfirmPromotion, srv.URL+"/gate")
-			gate.Timeout = time.Hour
-			ctx, cancel := context.WithCancelCause(t.Context())
-			defer cancel(nil)
-			if tt.cancel == "before" {
-				cancel(signalled{})
-			}
-			done := make(chan error, 1)
-			go func() {
-				_, err := NewHooks([]config.Webhook{gate}, testRollout, nil).Confirm(ctx, config.WebhookConfirmPromotion, time.Hour,
-					func(Call) {
-						if tt.cancel == "waiting" {
-							cancel(signalled{})
-						}
-					})
-				done <- err
-			}()
-			if tt.cancel == "in flight" {
-				<-srv.arrived
-				cancel(signalled{})
-			}
-			checkCancelled(t, <-done, "release manager")
-			if n := len(srv.requests()); n != tt.polls {
-				t.Errorf("%d polls, want %d", n, tt.polls)
-			}
-		})
 	}
 }
 
