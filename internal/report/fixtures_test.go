@@ -218,6 +218,7 @@ func fixtures() []fixture {
 		{"invalid-input", invalidInput},
 		{"shapes-interrupted", shaped},
 		{"canary-worse", worse},
+		{"gates", gatesFixture()},
 	}
 }
 
@@ -269,4 +270,46 @@ func replay(r Reporter, res rollout.Result) error {
 		r.StepDone(s)
 	}
 	return r.Finish(res)
+}
+
+// gatesFixture is a progression with every gate: a manual gate that opened on its second
+// poll, a pre-rollout webhook, load during the holds, a rollout webhook that failed two
+// windows (the canary failed), then the notifications, one of which failed; the preflight
+// warned of a policy that protects stable only.
+func gatesFixture() rollout.Result {
+	m := time.Minute
+	res := baseResult(config.ModeProgress)
+	res.Analysis = true
+	hook := func(w analysis.Window, ok bool) analysis.Window {
+		r := analysis.Result{Check: "webhook:smoke", Canary: ptr(200), Threshold: "2xx", Verdict: analysis.VerdictPass}
+		if !ok {
+			r.Canary, r.Verdict, r.Message = ptr(500), analysis.VerdictFail, "answered 500 Internal Server Error: 3 of 40 smoke tests failed"
+		}
+		w.Results = append(w.Results, r)
+		return w
+	}
+	s1 := setStep(1, 3, 10, 0, at(40*time.Second), 2*m, hook(window(at(m+40*time.Second), 120, 100, 200), true), hook(window(at(2*m+40*time.Second), 125, 100, 210), true))
+	s1.Load = &rollout.LoadStats{Requests: 1200, Rate: 10, P50: 12 * time.Millisecond, P99: 48 * time.Millisecond, Summary: "1,200 requests at 10.0/s, 0 non-2xx, p50 12ms, p99 48ms"}
+	s2 := setStep(2, 3, 50, 10, at(2*m+41*time.Second), 2*m, hook(window(at(3*m+41*time.Second), 600, 100, 220), false), hook(window(at(4*m+41*time.Second), 610, 100, 230), false))
+	s2.Load = &rollout.LoadStats{Requests: 1199, Non2xx: 2, Rate: 9.99, P50: 13 * time.Millisecond, P99: 61 * time.Millisecond, Summary: "1,199 requests at 10.0/s, 2 non-2xx, p50 13ms, p99 61ms"}
+	res.Steps = []rollout.Step{s1, s2, rollbackStep(50, at(4*m+42*time.Second))}
+	res.Outcome = rollout.CanaryFailed
+	res.FailedCheck = "webhook:smoke"
+	res.Reason = "check webhook:smoke failed: canary 500, stable -, threshold 2xx: answered 500 Internal Server Error: 3 of 40 smoke tests failed (2 failed windows, MESHROLL_FAILURE_THRESHOLD=2)"
+	res.Steps[1].Error = res.Reason
+	res.Final = weights(100, 0)
+	res.FinishedAt = at(4*m + 44*time.Second)
+	res.Warnings = []string{"security parity: AuthorizationPolicy prod/reviews-v1-only selects app=reviews,version=v1: the canary (version=v2) is not protected by it; give the policy a selector that matches both versions (set MESHROLL_VERIFY_SECURITY=true to stop such a rollout)"}
+	call := func(d time.Duration, name string, typ config.WebhookType, status int, polls int, errText string) rollout.HookCall {
+		return rollout.HookCall{Name: name, Type: typ, URL: "http://flagger-loadtester.test/" + name, At: at(d), Status: status,
+			Latency: 35 * time.Millisecond, OK: status >= 200 && status < 300, Error: errText, Polls: polls}
+	}
+	res.Webhooks = []rollout.HookCall{
+		call(time.Second, "release-manager", config.WebhookConfirmRollout, 403, 1, "answered 403 Forbidden: gate closed"),
+		call(31*time.Second, "release-manager", config.WebhookConfirmRollout, 200, 2, ""),
+		call(32*time.Second, "acceptance", config.WebhookPreRollout, 200, 0, ""),
+		call(4*m+43*time.Second, "slack", config.WebhookRollback, 200, 0, ""),
+		{Name: "audit", Type: config.WebhookPostRollout, URL: "https://audit.test/events", At: at(4*m + 43*time.Second), Error: "no answer within 10s"},
+	}
+	return res
 }

@@ -76,12 +76,14 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 		fact("reason", strings.Join(rows, "<br>"))
 	}
 	b.WriteString("\n")
+	writeWarnings(&b, res, cell)
 
 	if timedOnly(res) {
 		head, rest, _ := strings.Cut(strings.Replace(noAnalysisNote, "MESHROLL_PROMETHEUS_URL", "`MESHROLL_PROMETHEUS_URL`", 1), ": ")
 		fmt.Fprintf(&b, "> [!WARNING]\n> **%s:** %s\n\n", head, rest)
 	}
 	if len(res.Steps) == 0 {
+		writeWebhooks(&b, res, cell)
 		return b.String()
 	}
 
@@ -107,6 +109,8 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 	}
 	b.WriteString("\n")
 
+	writeWebhooks(&b, res, cell)
+	writeLoad(&b, res, cell)
 	if len(res.Steps) >= 2 {
 		writeChart(&b, res)
 	}

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -242,7 +243,7 @@ func headline(o rollout.Outcome) string {
 	case rollout.Invalid:
 		return "Invalid input or a failed preflight check; nothing was written."
 	case rollout.CanaryFailed:
-		return "The canary failed its analysis; traffic was returned to the stable version."
+		return "The canary failed its analysis or a webhook; all traffic is on the stable version."
 	case rollout.Inconclusive:
 		return "There was not enough data to judge the canary; traffic was returned to the stable version."
 	case rollout.Failed:
@@ -256,9 +257,10 @@ func headline(o rollout.Outcome) string {
 }
 
 // timedOnly reports whether the run moved (or planned to move) traffic to the canary
-// without metric analysis: the case the reports warn about loudly.
+// without metric analysis nor rollout webhooks judging it: the case the reports warn about
+// loudly.
 func timedOnly(res rollout.Result) bool {
-	if res.Analysis {
+	if res.Analysis || slices.ContainsFunc(res.Steps, func(s rollout.Step) bool { return len(s.Windows) > 0 }) {
 		return false
 	}
 	for _, s := range res.Steps {
