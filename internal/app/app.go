@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
-	"github.com/meshroll/meshroll/internal/gates"
 	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/lease"
 	"github.com/meshroll/meshroll/internal/report"
@@ -88,9 +86,7 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 	})
 	runner := rollout.NewRunner(tc, analyzer, rep)
 	runner.Lock, runner.Holder = lock, holder(cfg)
-	if cfg.ScaleDown {
-		runner.Scaler = scaler{gates.NewScaler(clients.Kube, cfg.Namespace)}
-	}
+	wireGates(ctx, runner, cfg, clients)
 	res := runner.Run(ctx, cfg)
 	if res.Err != nil {
 		fmt.Fprintf(stderr, "meshroll: %s: %s\n", res.Outcome, report.Redact(res.Err.Error(), cfg.Secrets()))
@@ -202,16 +198,4 @@ func bullets(err error) string {
 		lines[i] = "  - " + l
 	}
 	return strings.Join(lines, "\n")
-}
-
-// scaler is the scale-down of gates as the rollout needs it: a missing permission is a
-// failed preflight (exit 2, nothing written), as every other one is.
-type scaler struct{ *gates.Scaler }
-
-func (s scaler) Check(ctx context.Context) error {
-	err := s.Scaler.Check(ctx)
-	if errors.Is(err, gates.ErrScaleForbidden) {
-		return traffic.Preflightf(traffic.ErrForbidden, "%s", strings.TrimPrefix(err.Error(), gates.ErrScaleForbidden.Error()+": "))
-	}
-	return err
 }
