@@ -64,7 +64,7 @@ const (
 	CheckLatencyP99    = config.CheckLatencyP99
 	// CheckMTLS runs with Analysis.MTLS: every request the canary served in a window came
 	// over mutual TLS.
-	CheckMTLS = "mtls"
+	CheckMTLS = config.CheckMTLS
 )
 
 // Settings configure an Analyzer: the validated analysis input plus what is

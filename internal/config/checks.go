@@ -38,6 +38,7 @@ const (
 	CheckRequestVolume = "request-volume"
 	CheckSuccessRate   = "success-rate"
 	CheckLatencyP99    = "latency-p99"
+	CheckMTLS          = "mtls" // with MESHROLL_VERIFY_SECURITY=true
 )
 
 var (
@@ -161,7 +162,7 @@ func validateCheck(i int, c Check, names map[string]int, bad map[string]bool) []
 		errs = append(errs, fmt.Errorf("%s: name is required", where))
 	case !checkName.MatchString(c.Name):
 		errs = append(errs, fmt.Errorf("%s: name %q may hold only lowercase letters, digits and '-'", where, c.Name))
-	case c.Name == CheckRequestVolume || c.Name == CheckSuccessRate || c.Name == CheckLatencyP99:
+	case c.Name == CheckRequestVolume || c.Name == CheckSuccessRate || c.Name == CheckLatencyP99 || c.Name == CheckMTLS:
 		errs = append(errs, fmt.Errorf("%s: name is taken by a built-in check; choose another", where))
 	default:
 		if first, dup := names[c.Name]; dup {

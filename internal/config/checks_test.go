@@ -134,6 +134,9 @@ func TestChecksInvalid(t *testing.T) {
 - name: success-rate
   query: vector(1)
   min: 1
+- name: mtls
+  query: vector(1)
+  min: 1
 `,
 			want: []string{
 				"MESHROLL_CHECKS: check 1: name \"Bad_Name\" may hold only lowercase letters, digits and '-'",
@@ -148,6 +151,7 @@ func TestChecksInvalid(t *testing.T) {
 				"MESHROLL_CHECKS: check 7 (upside-down): min 5 is greater than max 1; no value could pass",
 				"MESHROLL_CHECKS: check 8 (no-bound): name is already used by check 2; names must be unique",
 				"MESHROLL_CHECKS: check 9 (success-rate): name is taken by a built-in check; choose another",
+				"MESHROLL_CHECKS: check 10 (mtls): name is taken by a built-in check; choose another",
 			},
 		},
 		{
