@@ -685,64 +685,13 @@ func TestExamplesGiveValidInput(t *testing.T) {
 	t.Parallel()
 	a := readAction(t)
 
-	t.Run("github", func(t *testing.T) {
-		t.Parallel()
-		raw, err := os.ReadFile("examples/github/workflow.yml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var wf struct {
-			Jobs map[string]struct {
-				Steps []struct {
-					ID   string         `json:"id"`
-					Uses string         `json:"uses"`
-					With map[string]any `json:"with"`
-				} `json:"steps"`
-			} `json:"jobs"`
-		}
-		if err := yaml.Unmarshal(raw, &wf); err != nil {
-			t.Fatalf("workflow.yml: %v", err)
-		}
-		ids := map[string]bool{}
-		outputDirs := map[string]string{} // output-dir → the step that writes there
-		uses := 0
-		for _, job := range wf.Jobs {
-			for _, step := range job.Steps {
-				if !strings.HasPrefix(step.Uses, "meshroll/meshroll@") {
-					continue
-				}
-				uses++
-				ids[step.ID] = true
-				with := map[string]string{}
-				for k, v := range step.With {
-					with[k] = fmt.Sprint(v)
-				}
-				// A second step writing to the same directory would overwrite the first's files.
-				dir := with["output-dir"]
-				if dir == "" && a.Inputs["output-dir"].Default != nil {
-					dir = *a.Inputs["output-dir"].Default
-				}
-				if other, ok := outputDirs[dir]; ok {
-					t.Errorf("steps %q and %q both write their files to %s: give each its own output-dir", other, step.ID, dir)
-				}
-				outputDirs[dir] = step.ID
-				if _, err := config.Load(environ(githubEnv(t, a, with))); err != nil {
-					t.Errorf("step %q: meshroll rejects its inputs: %v", step.ID, err)
-				}
-			}
-		}
-		if uses == 0 {
-			t.Error("no step uses meshroll/meshroll")
-		}
-		for _, m := range regexp.MustCompile(`steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)`).FindAllStringSubmatch(string(raw), -1) {
-			if !ids[m[1]] {
-				t.Errorf("%s: no meshroll step has id %q", m[0], m[1])
-			}
-			if _, ok := a.Outputs[m[2]]; !ok {
-				t.Errorf("%s: the action has no output %q", m[0], m[2])
-			}
-		}
-	})
+	workflows, err := filepath.Glob("examples/github/*.yml")
+	if err != nil || len(workflows) < 2 {
+		t.Fatalf("examples/github: %d workflows (%v), want workflow.yml and gates.yml at least", len(workflows), err)
+	}
+	for _, file := range workflows {
+		t.Run(file, func(t *testing.T) { checkWorkflowExample(t, a, file) })
+	}
 
 	t.Run("gitlab", func(t *testing.T) {
 		t.Parallel()
@@ -805,4 +754,65 @@ func anyList(v any) []any {
 func mapOf(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
+}
+
+// checkWorkflowExample holds a GitHub workflow example to valid input: every meshroll step's
+// inputs load, no two steps share an output directory, and the outputs it reads exist.
+func checkWorkflowExample(t *testing.T, a actionFile, file string) {
+	t.Parallel()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf struct {
+		Jobs map[string]struct {
+			Steps []struct {
+				ID   string         `json:"id"`
+				Uses string         `json:"uses"`
+				With map[string]any `json:"with"`
+			} `json:"steps"`
+		} `json:"jobs"`
+	}
+	if err := yaml.Unmarshal(raw, &wf); err != nil {
+		t.Fatalf("workflow.yml: %v", err)
+	}
+	ids := map[string]bool{}
+	outputDirs := map[string]string{} // output-dir → the step that writes there
+	uses := 0
+	for _, job := range wf.Jobs {
+		for _, step := range job.Steps {
+			if !strings.HasPrefix(step.Uses, "meshroll/meshroll@") {
+				continue
+			}
+			uses++
+			ids[step.ID] = true
+			with := map[string]string{}
+			for k, v := range step.With {
+				with[k] = fmt.Sprint(v)
+			}
+			// A second step writing to the same directory would overwrite the first's files.
+			dir := with["output-dir"]
+			if dir == "" && a.Inputs["output-dir"].Default != nil {
+				dir = *a.Inputs["output-dir"].Default
+			}
+			if other, ok := outputDirs[dir]; ok {
+				t.Errorf("steps %q and %q both write their files to %s: give each its own output-dir", other, step.ID, dir)
+			}
+			outputDirs[dir] = step.ID
+			if _, err := config.Load(environ(githubEnv(t, a, with))); err != nil {
+				t.Errorf("step %q: meshroll rejects its inputs: %v", step.ID, err)
+			}
+		}
+	}
+	if uses == 0 {
+		t.Error("no step uses meshroll/meshroll")
+	}
+	for _, m := range regexp.MustCompile(`steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)`).FindAllStringSubmatch(string(raw), -1) {
+		if !ids[m[1]] {
+			t.Errorf("%s: no meshroll step has id %q", m[0], m[1])
+		}
+		if _, ok := a.Outputs[m[2]]; !ok {
+			t.Errorf("%s: the action has no output %q", m[0], m[2])
+		}
+	}
 }
