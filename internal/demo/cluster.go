@@ -46,6 +46,7 @@ spec:
   - {name: v2, labels: {app: reviews, version: v2}}
   - {name: v3, labels: {app: reviews, version: v3}}
   - {name: v4, labels: {app: reviews, version: v4}}
+  - {name: v5, labels: {app: reviews, version: v5}}
 `
 
 // setUp creates the namespace, the VirtualService, the DestinationRule and the Deployments,

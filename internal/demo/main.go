@@ -1,4 +1,4 @@
-// Command demo runs three canary releases with metric analysis on a local stack: etcd and
+// Command demo runs four canary releases with metric analysis on a local stack: etcd and
 // kube-apiserver with Istio's CRDs, a simulated mesh (internal/meshsim) that routes steady
 // traffic by the VirtualService and exports Istio's metrics, and a Prometheus that scrapes it.
 // The built meshroll binary first promotes a healthy v2 over v1, then rolls back a v3 that
@@ -39,7 +39,7 @@ const (
 )
 
 // versions are the deployed versions of reviews: subset vN runs as Deployment reviews-vN.
-var versions = []string{"v1", "v2", "v3", "v4"}
+var versions = []string{"v1", "v2", "v3", "v4", "v5"}
 
 // jason is the header Bookinfo's productpage sends for its logged-in tester, jason.
 var jason = http.Header{"End-User": {"jason"}}
@@ -53,6 +53,9 @@ type rollout struct {
 	wantExit       int
 	wantResult     string
 	wantCheck      string // the check that must fail the canary; "" when it must be promoted
+	// quiet stops the mesh's own traffic first: meshroll's load generator sends what is judged,
+	// and a pre-rollout webhook (the demo's smoke-test server) must pass before traffic moves.
+	quiet bool
 }
 
 var rollouts = []rollout{
@@ -65,7 +68,16 @@ var rollouts = []rollout{
 			"(end-user: jason), then its share of everyone's by the weights",
 		wantExit: 0, wantResult: "promoted",
 	},
+	{
+		stable: "v4", canary: "v5", quiet: true,
+		how: fmt.Sprintf("reviews is quiet now (the mesh's own traffic stopped): a pre-rollout webhook runs a smoke test before any traffic moves, "+
+			"and meshroll itself sends %d requests/s through the mesh during every hold (MESHROLL_LOAD_URL)", loadRPS),
+		wantExit: 0, wantResult: "promoted",
+	},
 }
+
+// loadRPS is the rate of meshroll's own load in the quiet rollout.
+const loadRPS = 40
 
 type options struct {
 	bin, steps, out string
@@ -75,7 +87,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/meshroll", "the meshroll binary to run")
-	flag.StringVar(&o.out, "out", "demo-output", "where each rollout's result files are kept (rollout-1, rollout-2, rollout-3)")
+	flag.StringVar(&o.out, "out", "demo-output", "where each rollout's result files are kept (rollout-1 to rollout-4)")
 	flag.StringVar(&o.steps, "steps", "20,50,100", "MESHROLL_STEPS of each rollout")
 	flag.DurationVar(&o.hold, "hold", 6*time.Second, "MESHROLL_STEP_DURATION of each rollout")
 	flag.DurationVar(&o.interval, "interval", 3*time.Second, "MESHROLL_ANALYSIS_INTERVAL of each rollout")
@@ -116,7 +128,7 @@ func run(ctx context.Context, o options) ([]ran, error) {
 	if err := setUp(ctx, env); err != nil {
 		return nil, err
 	}
-	fmt.Printf("demo: namespace %s has VirtualService reviews (one route, default: all traffic on v1), DestinationRule reviews and Deployments reviews-v1, -v2, -v3, -v4\n", namespace)
+	fmt.Printf("demo: namespace %s has VirtualService reviews (one route, default: all traffic on v1), DestinationRule reviews and Deployments reviews-v1 to -v5\n", namespace)
 
 	mesh, err := meshsim.Start(ctx, meshsim.Options{Istio: env.Istio, Namespace: namespace, VirtualService: "reviews", Versions: meshVersions()})
 	if err != nil {
@@ -131,8 +143,15 @@ func run(ctx context.Context, o options) ([]ran, error) {
 		return nil, err
 	}
 	defer stopping("Prometheus", prom.Stop)
-	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, rps-jasonRPS, nil) })()
-	defer background(ctx, func(ctx context.Context) { mesh.Load(ctx, jasonRPS, jason) })()
+	stopLoad := background(ctx, func(ctx context.Context) { mesh.Load(ctx, rps-jasonRPS, nil) })
+	defer stopLoad()
+	stopJason := background(ctx, func(ctx context.Context) { mesh.Load(ctx, jasonRPS, jason) })
+	defer stopJason()
+	smoke, err := startSmokeTest()
+	if err != nil {
+		return nil, err
+	}
+	defer stopping("smoke-test webhook", smoke.Close)
 	fmt.Printf("demo: the mesh sends %d requests/s to reviews, %d of them from Bookinfo's tester (end-user: jason), by the VirtualService (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
 		rps, jasonRPS, latency, prom.URL, scrape)
 	if err := waitForStable(ctx, prom, "reviews-v1", o.interval); err != nil {
@@ -146,7 +165,7 @@ func run(ctx context.Context, o options) ([]ran, error) {
 	}
 	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w, printer) })()
 
-	d := &demo{bin: bin, relBin: o.bin, env: env, mesh: mesh, common: []string{
+	d := &demo{bin: bin, relBin: o.bin, env: env, mesh: mesh, smokeURL: "http://" + smoke.Addr, quiet: func() { stopLoad(); stopJason() }, common: []string{
 		"MESHROLL_NAMESPACE=" + namespace,
 		"MESHROLL_VIRTUAL_SERVICE=reviews",
 		"MESHROLL_MODE=progress",
@@ -185,6 +204,8 @@ type demo struct {
 	env         *testenv.Env
 	mesh        *meshsim.Mesh
 	common      []string // the MESHROLL_* variables every run has
+	smokeURL    string   // the smoke-test webhook
+	quiet       func()   // stops the mesh's own traffic (every later call does nothing)
 }
 
 // rollout makes the canary behave as r says, runs meshroll from r.stable to r.canary with its
@@ -201,6 +222,13 @@ func (d *demo) rollout(ctx context.Context, name, dir string, r rollout) (string
 		fmt.Printf("demo: %s: %s\n", name, r.how)
 	}
 
+	if r.quiet {
+		d.quiet()
+		r.shapes = append(r.shapes,
+			"MESHROLL_WEBHOOKS=[{name: smoke-test, type: pre-rollout, url: '"+d.smokeURL+"/smoke', metadata: {cmd: 'curl -sf reviews-canary/health'}}]",
+			"MESHROLL_LOAD_URL="+d.mesh.FrontURL()+"/reviews/1",
+			fmt.Sprintf("MESHROLL_LOAD_RPS=%d", loadRPS))
+	}
 	vars := append([]string{
 		"MESHROLL_STABLE_SUBSET=" + r.stable,
 		"MESHROLL_CANARY_SUBSET=" + r.canary,
