@@ -252,6 +252,8 @@ func TestWebhookURLSecrets(t *testing.T) {
 		{"a token in the query", "https://hooks.test/x?team=a&access_token=query-t0ken", []string{"query-t0ken"}},
 		{"a key in the fragment", "https://hooks.test/x#key=fragment-k3y", []string{"fragment-k3y"}},
 		{"an Azure function key", "https://app.azurewebsites.net/api/canary?code=function-k3y==", []string{"function-k3y==", "function-k3y%3D%3D"}},
+		{"a chat service's token in the path", "https://hooks.slack.test/services/T0001/B0002/a1B2c3D4e5F6g7H8i9J0k1L2", []string{"a1B2c3D4e5F6g7H8i9J0k1L2"}},
+		{"words and short ids in the path are no token", "https://loadtester.test/gate/confirm-promotion/v2/12345", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

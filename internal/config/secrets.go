@@ -132,6 +132,33 @@ func kubeconfigURLSecrets(kubeconfig string) []string {
 	return out
 }
 
+// pathTokenLength is the shortest path segment pathTokens takes for a token: Slack's are 24
+// characters, Discord's 68; a word or a short id is shorter.
+const pathTokenLength = 16
+
+// pathTokens returns the segments of a URL's path that look like tokens: pathTokenLength or
+// more characters mixing letters and digits. Chat services put the credential of an incoming
+// webhook in its path (Slack's /services/T…/B…/<token>, Discord's /api/webhooks/<id>/<token>),
+// and a webhook that answers non-2xx is named by its URL in the log. A UUID or a commit hash
+// in a path is hidden too: harmless, and the webhook's name still says which it is.
+func pathTokens(raw string) []string {
+	rest, _, _ := strings.Cut(strings.TrimSpace(raw), "#")
+	rest, _, _ = strings.Cut(rest, "?")
+	if _, after, ok := strings.Cut(rest, "://"); ok {
+		rest = after
+	}
+	_, path, _ := strings.Cut(rest, "/")
+	var out []string
+	for _, seg := range strings.Split(path, "/") {
+		letters := strings.ContainsFunc(seg, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' })
+		digits := strings.ContainsFunc(seg, func(r rune) bool { return r >= '0' && r <= '9' })
+		if len(seg) >= pathTokenLength && letters && digits {
+			out = append(out, escapedForms(seg, url.PathUnescape)...)
+		}
+	}
+	return out
+}
+
 // headerSecrets returns the secrets of the headers of a request: every value as given and as
 // Go's client sends it (trimmed), and for Authorization and Proxy-Authorization also the
 // credential without its scheme ("Bearer abc" → "abc"), which a server may echo alone.

@@ -193,7 +193,8 @@ var cis = []CI{CIAuto, CIGitHub, CIGitLab, CIJenkins, CIPlain}
 // contents, the Prometheus credentials (and the Basic header made of them), the values of
 // every header meshroll sends (Prometheus's, the webhooks', the load's; see headerSecrets),
 // and the credentials inside the Prometheus URL, the webhooks' URLs, the load's URL and the
-// kubeconfig's URLs, each in the forms a URL is printed in (see urlSecrets). They are redacted
+// kubeconfig's URLs, each in the forms a URL is printed in (see urlSecrets), and what looks
+// like a token in the path of a webhook's or the load's URL (see pathTokens). They are redacted
 // once, by app's writer: no other package keeps a list of its own.
 func (c Config) Secrets() []string {
 	var out []string
@@ -220,7 +221,9 @@ func (c Config) Secrets() []string {
 	out = append(out, urlSecrets(c.Analysis.PrometheusURL)...)
 	for _, w := range c.Webhooks {
 		out = append(out, urlSecrets(w.URL)...)
+		out = append(out, pathTokens(w.URL)...)
 	}
+	out = append(out, pathTokens(c.Load.URL)...)
 	return dedupe(append(out, urlSecrets(c.Load.URL)...))
 }
 
