@@ -32,7 +32,12 @@ type Destination struct {
 	Subset string `json:"subset,omitempty"`
 	Port   uint32 `json:"port,omitempty"`
 	Role   Role   `json:"role"`
-	Weight int    `json:"weight"`
+	// Weight is the destination's share of the route's traffic in percent: the weight itself
+	// for Istio, whose weights are percentages.
+	Weight int `json:"weight"`
+	// Raw is the weight as a Gateway API backendRef has it, relative to the rule's other
+	// weights (see Shares); 0 for Istio.
+	Raw int `json:"raw,omitempty"`
 }
 
 // Routing is what the steered route does, as read or as planned: where it sends traffic.
@@ -235,11 +240,20 @@ func DescribeChange(before, after []Destination) string {
 	return strings.Join(parts, ", ")
 }
 
-// DescribeWeights renders destinations for a log line: "v1 75, v2 25".
+// DescribeWeights renders destinations for a log line: "v1 75, v2 25"; relative weights that
+// are not percentages with their shares: "reviews-v1 3 (75%), reviews-v2 1 (25%)".
 func DescribeWeights(ds []Destination) string {
+	relative := false
+	for _, d := range ds {
+		relative = relative || d.Raw != d.Weight && d.Raw > 0
+	}
 	parts := make([]string, 0, len(ds))
 	for _, d := range ds {
-		parts = append(parts, fmt.Sprintf("%s %d", d.Label(), d.Weight))
+		if relative {
+			parts = append(parts, fmt.Sprintf("%s %d (%d%%)", d.Label(), d.Raw, d.Weight))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %d", d.Label(), d.Weight))
+		}
 	}
 	return strings.Join(parts, ", ")
 }
