@@ -27,6 +27,15 @@ func Shares(ds []Destination) []Destination {
 	return out
 }
 
+func rawOf(ds []Destination, r Role) int {
+	for _, d := range ds {
+		if d.Role == r {
+			return d.Raw
+		}
+	}
+	return 0
+}
+
 func rawTotal(ds []Destination) int {
 	total := 0
 	for _, d := range ds {
@@ -57,6 +66,9 @@ func SplitShares(ds []Destination, canaryPercent int, where string) ([]Destinati
 			others += d.Raw
 			otherNames = append(otherNames, fmt.Sprintf("%s weight %d", d.Label(), d.Raw))
 		}
+	}
+	if total > 0 && rawOf(ds, RoleCanary)*100 == canaryPercent*total {
+		return Shares(ds), nil // in place already: nothing is rewritten, in whatever unit
 	}
 	if total == 0 {
 		return nil, Preflightf(ErrInvalidWeights, "the weights of %s sum to 0: it sends no traffic, so there is no share to give the canary; give its backends weights first", where)
