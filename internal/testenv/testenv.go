@@ -1,5 +1,5 @@
 // Package testenv starts a real control plane for tests and demos: etcd and kube-apiserver
-// (through controller-runtime's envtest) with Istio's CRDs installed. No controllers run, so
+// (through controller-runtime's envtest) with Istio's and the Gateway API's CRDs installed. No controllers run, so
 // Deployment status is set by hand (SetDeploymentStatus) and deleted namespaces stay Terminating.
 package testenv
 
@@ -26,6 +26,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 const (
@@ -51,6 +53,7 @@ type Env struct {
 	Kubeconfig string // path of a kubeconfig file whose current context is "envtest"
 	Kube       kubernetes.Interface
 	Istio      istioclient.Interface
+	Gateway    gatewayclient.Interface
 	Dynamic    dynamic.Interface
 	APIExt     apiextensionsclientset.Interface
 
@@ -77,6 +80,10 @@ func start(ctx context.Context, apiServerLog bool) (*Env, error) {
 		return nil, err
 	}
 	crds, err := istioCRDPath(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gatewayCRDs, err := gatewayCRDPaths(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +116,7 @@ func start(ctx context.Context, apiServerLog bool) (*Env, error) {
 			Etcd:      &envtest.Etcd{Path: filepath.Join(assets, "etcd")},
 		},
 		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths:              []string{crds},
+			Paths:              append([]string{crds}, gatewayCRDs...),
 			ErrorIfPathMissing: true,
 			MaxTime:            crdWaitTimeout,
 		},
@@ -135,6 +142,9 @@ func (e *Env) init(ctx context.Context) error {
 	}
 	if e.Istio, err = istioclient.NewForConfig(e.Config); err != nil {
 		return fmt.Errorf("failed to create istio client: %w", err)
+	}
+	if e.Gateway, err = gatewayclient.NewForConfig(e.Config); err != nil {
+		return fmt.Errorf("failed to create Gateway API client: %w", err)
 	}
 	if e.Dynamic, err = dynamic.NewForConfig(e.Config); err != nil {
 		return fmt.Errorf("failed to create dynamic client: %w", err)
@@ -169,6 +179,12 @@ func (e *Env) init(ctx context.Context) error {
 	dr.Spec.Host = "warm-up"
 	if _, err := e.Istio.NetworkingV1().DestinationRules(metav1.NamespaceDefault).Create(ctx, dr, dryRun); err != nil {
 		return fmt.Errorf("failed to dry-run create a DestinationRule: %w", err)
+	}
+	port := gatewayv1.PortNumber(80)
+	hr := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "warm-up"}}
+	hr.Spec.Rules = []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "warm-up", Port: &port}}}}}}
+	if _, err := e.Gateway.GatewayV1().HTTPRoutes(metav1.NamespaceDefault).Create(ctx, hr, dryRun); err != nil {
+		return fmt.Errorf("failed to dry-run create an HTTPRoute: %w", err)
 	}
 	return nil
 }
@@ -224,30 +240,58 @@ func istioCRDPath(ctx context.Context) (string, error) {
 		}
 		return p, nil
 	}
-	dir, err := goCmd(ctx, "list", "-m", "-f", "{{.Dir}}", "istio.io/api")
+	dir, err := moduleDir(ctx, "istio.io/api")
 	if err != nil {
-		return "", err
-	}
-	if dir == "" {
-		version, err := goCmd(ctx, "list", "-m", "-f", "{{.Version}}", "istio.io/api")
-		if err != nil {
-			return "", err
-		}
-		out, err := goCmd(ctx, "mod", "download", "-json", "istio.io/api@"+version)
-		if err != nil {
-			return "", err
-		}
-		var mod struct{ Dir string }
-		if err := json.Unmarshal([]byte(out), &mod); err != nil {
-			return "", fmt.Errorf("failed to decode go mod download output: %w", err)
-		}
-		dir = mod.Dir
+		return "", fmt.Errorf("%w (set %s to the Istio CRD file instead)", err, IstioCRDsEnv)
 	}
 	p := filepath.Join(dir, "kubernetes", "customresourcedefinitions.gen.yaml")
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("failed to find Istio CRDs (set %s to override): %w", IstioCRDsEnv, err)
 	}
 	return p, nil
+}
+
+// gatewayCRDs are the Gateway API kinds whose CRDs (standard channel) the tests need: the
+// routes meshroll steers, the grants a cross-namespace backendRef needs, and the parents.
+var gatewayCRDs = []string{"httproutes", "referencegrants", "gateways", "gatewayclasses"}
+
+// gatewayCRDPaths finds the standard channel's CRDs in the sigs.k8s.io/gateway-api module
+// this module requires, so the CRDs always match the types meshroll compiles against.
+func gatewayCRDPaths(ctx context.Context) ([]string, error) {
+	dir, err := moduleDir(ctx, "sigs.k8s.io/gateway-api")
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(gatewayCRDs))
+	for i, kind := range gatewayCRDs {
+		paths[i] = filepath.Join(dir, "config", "crd", "standard", "gateway.networking.k8s.io_"+kind+".yaml")
+		if _, err := os.Stat(paths[i]); err != nil {
+			return nil, fmt.Errorf("failed to find the Gateway API CRDs: %w", err)
+		}
+	}
+	return paths, nil
+}
+
+// moduleDir is where the go command keeps the version of module this module requires,
+// downloading it when it is not there yet.
+func moduleDir(ctx context.Context, module string) (string, error) {
+	dir, err := goCmd(ctx, "list", "-m", "-f", "{{.Dir}}", module)
+	if err != nil || dir != "" {
+		return dir, err
+	}
+	version, err := goCmd(ctx, "list", "-m", "-f", "{{.Version}}", module)
+	if err != nil {
+		return "", err
+	}
+	out, err := goCmd(ctx, "mod", "download", "-json", module+"@"+version)
+	if err != nil {
+		return "", err
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal([]byte(out), &mod); err != nil {
+		return "", fmt.Errorf("failed to decode go mod download output: %w", err)
+	}
+	return mod.Dir, nil
 }
 
 func goCmd(ctx context.Context, args ...string) (string, error) {
@@ -257,7 +301,7 @@ func goCmd(ctx context.Context, args ...string) (string, error) {
 		if errors.As(err, &exitErr) {
 			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(exitErr.Stderr)))
 		}
-		return "", fmt.Errorf("failed to run go %s (set %s to the Istio CRD file instead): %w", strings.Join(args, " "), IstioCRDsEnv, err)
+		return "", fmt.Errorf("failed to run go %s: %w", strings.Join(args, " "), err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
