@@ -454,7 +454,7 @@ func TestLoadMessages(t *testing.T) {
 			environ: []string{"MESHROLL_ZZZ=1", "MESHROLL_MODE=phase", "MESHROLL_STABLE_SUBSET=v1", "MESHROLL_CANARY_SUBSET=v1",
 				"MESHROLL_TIMEOUT=0", "MESHROLL_AAA=1"},
 			want: []string{
-				"MESHROLL_VIRTUAL_SERVICE is required: set it to the name of the VirtualService to steer, e.g. reviews",
+				"MESHROLL_VIRTUAL_SERVICE is required: set it to the name of the VirtualService to steer, e.g. reviews, or set MESHROLL_HTTP_ROUTE to steer a Gateway API HTTPRoute instead",
 				"MESHROLL_CANARY_SUBSET=v1: same as MESHROLL_STABLE_SUBSET; the canary subset must differ from the stable one",
 				"MESHROLL_WEIGHT is required: MESHROLL_MODE=phase needs the canary weight, an integer from 0 to 100",
 				"MESHROLL_TIMEOUT=0: must be greater than 0; use a duration such as 30m, or leave it empty for no deadline",
@@ -504,7 +504,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 53; got != want {
+	if got, want := len(known)-len(reserved), 54; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

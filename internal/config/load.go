@@ -29,6 +29,7 @@ type input struct {
 	Mode             string `env:"MESHROLL_MODE"`
 	Namespace        string `env:"MESHROLL_NAMESPACE"`
 	VirtualService   string `env:"MESHROLL_VIRTUAL_SERVICE"`
+	HTTPRoute        string `env:"MESHROLL_HTTP_ROUTE"`
 	Route            string `env:"MESHROLL_ROUTE"`
 	StableSubset     string `env:"MESHROLL_STABLE_SUBSET"`
 	CanarySubset     string `env:"MESHROLL_CANARY_SUBSET"`

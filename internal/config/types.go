@@ -30,7 +30,8 @@ func Modes() []Mode { return slices.Clone(modes) }
 type Config struct {
 	Mode           Mode
 	Namespace      string // "" = take the kubeconfig context's namespace (resolved elsewhere)
-	VirtualService string
+	VirtualService string // the routing object is a VirtualService (exactly one of the two)
+	HTTPRoute      string // or a Gateway API HTTPRoute
 	Route          string // "" = choose automatically (elsewhere)
 	StableSubset   string
 	CanarySubset   string
@@ -225,6 +226,20 @@ func (c Config) Secrets() []string {
 	}
 	out = append(out, pathTokens(c.Load.URL)...)
 	return dedupe(append(out, urlSecrets(c.Load.URL)...))
+}
+
+// The kinds of routing object meshroll steers.
+const (
+	KindVirtualService = "VirtualService"
+	KindHTTPRoute      = "HTTPRoute"
+)
+
+// RouteObject names the routing object the run steers: its kind and name.
+func (c Config) RouteObject() (kind, name string) {
+	if c.HTTPRoute != "" {
+		return KindHTTPRoute, c.HTTPRoute
+	}
+	return KindVirtualService, c.VirtualService
 }
 
 // StableName names the stable version in messages: its subset, else its Service.

@@ -57,6 +57,7 @@ func (in input) validate(v *validator) Config {
 	cfg := Config{
 		Namespace:        strings.TrimSpace(in.Namespace),
 		VirtualService:   strings.TrimSpace(in.VirtualService),
+		HTTPRoute:        strings.TrimSpace(in.HTTPRoute),
 		Route:            strings.TrimSpace(in.Route),
 		StableSubset:     strings.TrimSpace(in.StableSubset),
 		CanarySubset:     strings.TrimSpace(in.CanarySubset),
@@ -71,6 +72,9 @@ func (in input) validate(v *validator) Config {
 	target(v, cfg)
 	in.steps(v, &cfg, modeKnown)
 	in.shapes(v, &cfg)
+	if cfg.HTTPRoute != "" {
+		httpRouteShapes(v, in)
+	}
 	in.run(v, &cfg)
 	in.reporting(v, &cfg)
 	in.safety(v, &cfg)
@@ -117,10 +121,18 @@ func target(v *validator, cfg Config) {
 			v.invalid("MESHROLL_NAMESPACE", cfg.Namespace, "not a valid namespace name (%s); use the namespace of the VirtualService, e.g. shop, or leave it empty for the kubeconfig context's namespace", strings.Join(errs, ", "))
 		}
 	}
-	if cfg.VirtualService == "" {
-		v.required("MESHROLL_VIRTUAL_SERVICE", "set it to the name of the VirtualService to steer, e.g. reviews")
-	} else if errs := validation.IsDNS1123Subdomain(cfg.VirtualService); len(errs) > 0 {
-		v.invalid("MESHROLL_VIRTUAL_SERVICE", cfg.VirtualService, "not a valid VirtualService name (%s); use its metadata.name, e.g. reviews", strings.Join(errs, ", "))
+	switch {
+	case cfg.VirtualService != "" && cfg.HTTPRoute != "":
+		v.add("MESHROLL_VIRTUAL_SERVICE and MESHROLL_HTTP_ROUTE are both set: a run steers one routing object; unset one of them")
+	case cfg.HTTPRoute != "":
+		httpRoute(v, cfg)
+		return
+	case cfg.VirtualService == "":
+		v.required("MESHROLL_VIRTUAL_SERVICE", "set it to the name of the VirtualService to steer, e.g. reviews, or set MESHROLL_HTTP_ROUTE to steer a Gateway API HTTPRoute instead")
+	default:
+		if errs := validation.IsDNS1123Subdomain(cfg.VirtualService); len(errs) > 0 {
+			v.invalid("MESHROLL_VIRTUAL_SERVICE", cfg.VirtualService, "not a valid VirtualService name (%s); use its metadata.name, e.g. reviews", strings.Join(errs, ", "))
+		}
 	}
 	if cfg.Route != "" {
 		if !utf8.ValidString(cfg.Route) || strings.ContainsFunc(cfg.Route, unicode.IsControl) {

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// gateway is a minimal Gateway API run: an HTTPRoute and the two Services.
+var gateway = []string{"MESHROLL_HTTP_ROUTE=reviews", "MESHROLL_STABLE_SERVICE=reviews-v1", "MESHROLL_CANARY_SERVICE=reviews-v2"}
+
+func TestHTTPRoute(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		vars []string
+		want []string // problems; none: valid
+	}{
+		{name: "an HTTPRoute and its Services", vars: gateway},
+		{name: "a canary Service in another namespace", vars: append(gateway, "MESHROLL_CANARY_SERVICE=canaries/reviews-v2")},
+		{name: "a rule by index", vars: append(gateway, "MESHROLL_ROUTE=rules[1]")},
+		{name: "status without the Services", vars: []string{"MESHROLL_HTTP_ROUTE=reviews", "MESHROLL_MODE=status"}},
+		{name: "both routing objects", vars: append(gateway, "MESHROLL_VIRTUAL_SERVICE=reviews"),
+			want: []string{"MESHROLL_VIRTUAL_SERVICE and MESHROLL_HTTP_ROUTE are both set: a run steers one routing object; unset one of them"}},
+		{name: "neither", vars: []string{"MESHROLL_STABLE_SERVICE=a", "MESHROLL_CANARY_SERVICE=b"},
+			want: []string{"MESHROLL_VIRTUAL_SERVICE is required: set it to the name of the VirtualService to steer, e.g. reviews, or set MESHROLL_HTTP_ROUTE to steer a Gateway API HTTPRoute instead"}},
+		{name: "subsets are Istio's", vars: append(gateway, "MESHROLL_STABLE_SUBSET=v1"),
+			want: []string{"MESHROLL_STABLE_SUBSET=v1: subsets are an Istio DestinationRule's; an HTTPRoute names each version by its Service: unset it and set MESHROLL_STABLE_SERVICE and MESHROLL_CANARY_SERVICE"}},
+		{name: "the Services are required", vars: []string{"MESHROLL_HTTP_ROUTE=reviews"},
+			want: []string{
+				"MESHROLL_STABLE_SERVICE is required: an HTTPRoute names each version by its Service; set it to the stable version's Service, e.g. reviews-v1 (or namespace/reviews-v1 in another namespace)",
+				"MESHROLL_CANARY_SERVICE is required: an HTTPRoute names each version by its Service; set it to the canary version's Service, e.g. reviews-v2 (or namespace/reviews-v2 in another namespace)",
+			}},
+		{name: "a host name is no backendRef", vars: append(gateway, "MESHROLL_CANARY_SERVICE=reviews-v2.shop.svc.cluster.local"),
+			want: []string{"MESHROLL_CANARY_SERVICE=reviews-v2.shop.svc.cluster.local: not a Service name"}},
+		{name: "the same Service twice", vars: append(gateway, "MESHROLL_CANARY_SERVICE=reviews-v1"),
+			want: []string{"MESHROLL_CANARY_SERVICE=reviews-v1: same Service as MESHROLL_STABLE_SERVICE; the canary must be a Service of its own"}},
+		{name: "A/B and mirror are not yet", vars: append(gateway, "MESHROLL_MATCH={headers: {x-beta: {exact: \"1\"}}}", "MESHROLL_MIRROR_PERCENT=10"),
+			want: []string{
+				"MESHROLL_MATCH is not supported with MESHROLL_HTTP_ROUTE yet: meshroll steers an HTTPRoute's weights only; unset it, or steer a VirtualService",
+				"MESHROLL_MIRROR_PERCENT is not supported with MESHROLL_HTTP_ROUTE yet: meshroll steers an HTTPRoute's weights only; unset it, or steer a VirtualService",
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Load(tt.vars)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if kind, name := cfg.RouteObject(); kind != KindHTTPRoute || name != "reviews" {
+					t.Errorf("RouteObject() = %s %s, want HTTPRoute reviews", kind, name)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v, want ErrInvalid", err)
+			}
+			got := strings.Split(err.Error(), "\n")
+			for i := range got {
+				for _, w := range tt.want {
+					if strings.HasPrefix(got[i], w) {
+						got[i] = w // a prefix is enough where the validation library words the rest
+					}
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
