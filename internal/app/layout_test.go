@@ -7,7 +7,9 @@ import (
 )
 
 // The layout of DESIGN.md: config, kube, traffic and judge import no other internal
-// package; the traffic backends (traffic/istio) import traffic and kube (its retries) only;
+// package; traffic/cluster (what every backend does in the cluster around its routing object)
+// imports traffic and kube only; the traffic backends (traffic/istio, traffic/gatewayapi)
+// import those three only;
 // the lease implements rollout's Lock with rollout's types; analysis knows config only (its
 // validated input); rollout knows config, traffic, analysis and judge (types and errors)
 // only; gates knows config only; testenv and demo are never linked into meshroll.
@@ -15,18 +17,20 @@ func TestLayout(t *testing.T) {
 	t.Parallel()
 	const module = "github.com/meshroll/meshroll/"
 	allowed := map[string][]string{
-		"internal/config":        nil,
-		"internal/testenv":       nil,
-		"internal/kube":          nil,
-		"internal/traffic":       nil,
-		"internal/traffic/istio": {"internal/kube", "internal/traffic"},
-		"internal/lease":         {"internal/analysis", "internal/config", "internal/judge", "internal/kube", "internal/rollout", "internal/traffic"},
-		"internal/analysis":      {"internal/config"},
-		"internal/rollout":       {"internal/analysis", "internal/config", "internal/judge", "internal/traffic"},
-		"internal/judge":         nil,
-		"internal/gates":         {"internal/config", "internal/kube"},
-		"internal/report":        {"internal/analysis", "internal/config", "internal/judge", "internal/rollout", "internal/traffic"},
-		".":                      {"internal/analysis", "internal/app", "internal/config", "internal/gates", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/istio"},
+		"internal/config":             nil,
+		"internal/testenv":            nil,
+		"internal/kube":               nil,
+		"internal/traffic":            nil,
+		"internal/traffic/cluster":    {"internal/kube", "internal/traffic"},
+		"internal/traffic/istio":      {"internal/kube", "internal/traffic", "internal/traffic/cluster"},
+		"internal/traffic/gatewayapi": {"internal/kube", "internal/traffic", "internal/traffic/cluster"},
+		"internal/lease":              {"internal/analysis", "internal/config", "internal/judge", "internal/kube", "internal/rollout", "internal/traffic"},
+		"internal/analysis":           {"internal/config"},
+		"internal/rollout":            {"internal/analysis", "internal/config", "internal/judge", "internal/traffic"},
+		"internal/judge":              nil,
+		"internal/gates":              {"internal/config", "internal/kube"},
+		"internal/report":             {"internal/analysis", "internal/config", "internal/judge", "internal/rollout", "internal/traffic"},
+		".":                           {"internal/analysis", "internal/app", "internal/config", "internal/gates", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/cluster", "internal/traffic/istio"},
 	}
 	for pkg, want := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()

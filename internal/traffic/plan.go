@@ -1,8 +1,10 @@
 // Package traffic is meshroll's backend-neutral picture of traffic: the destinations of the
 // route it steers and their weights, what a stage wants that route to do (Desired), and the
 // change that gets it there (Change), planned as a pure function of what was read. Backends
-// (internal/traffic/istio) read their routing object into a State and write a Change as one
-// guarded JSON patch.
+// (internal/traffic/istio for VirtualServices, internal/traffic/gatewayapi for HTTPRoutes)
+// read their routing object into a State and write a Change as one guarded JSON patch; what
+// every backend does in the cluster around its routing object (the write's retries, Events,
+// the Deployment, Service and permission checks) is internal/traffic/cluster's.
 package traffic
 
 import (

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/cluster"
 )
 
 // resource is the VirtualService resource of the networking.istio.io/v1 API.
@@ -65,72 +63,21 @@ func decodeObject(raw []byte) (object, error) {
 // the resourceVersion it read and by test operations on what the plan relies on. When another
 // writer got there first, or the API server did not answer (refused, reset, timed out, 429,
 // 5xx), it starts again from a fresh read, with backoff, for as long as ctx lasts: give it a
-// deadline. What was written is read back and compared with the plan, and recorded in an
-// Event on the VirtualService that says what changed and d.Why (an Event that cannot be
-// recorded before ctx ends is a warning). A route that already does d is not written.
+// deadline (cluster.Write). What was written is read back and compared with the plan, and
+// recorded in an Event on the VirtualService that says what changed and d.Why (an Event that
+// cannot be recorded before ctx ends is a warning). A route that already does d is not
+// written.
 func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
-	backoff := kube.Backoff()
-	attempts, conflicts := 0, 0
-	var last error
-	for {
-		attempts++
-		out, err := c.applyOnce(ctx, d, attempts > 1)
-		switch {
-		case err == nil:
-			out.Conflicts = conflicts
-			return out, nil
-		case errors.Is(err, errConflict):
-			conflicts++
-		case ctx.Err() != nil: // the budget ended during the attempt: said below
-		case !kube.Transient(err):
-			return traffic.Applied{}, err
-		}
-		if ctx.Err() != nil {
-			if !errors.Is(err, errConflict) {
-				attempts-- // cut short by the budget: it tells nothing about the server
-			}
-			return traffic.Applied{}, c.gaveUp(ctx, attempts, conflicts, last)
-		}
-		last = err
-		wait := conflictPause()
-		if !errors.Is(err, errConflict) {
-			wait = backoff.Step()
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return traffic.Applied{}, c.gaveUp(ctx, attempts, conflicts, last)
-		case <-timer.C:
-		}
-	}
+	object := fmt.Sprintf("%s %s/%s", Kind, c.target.Namespace, c.target.VirtualService)
+	return cluster.Write(ctx, object, func(ctx context.Context, retry bool) (traffic.Applied, error) {
+		return c.applyOnce(ctx, d, retry)
+	})
 }
 
-// conflictPause is the wait before another attempt after a conflict: a few milliseconds at
-// random. The API server answered, so there is nothing to back off from; another writer just
-// got there first, and a busy one (a controller writing many times a second) would win every
-// race against a write that waited longer.
-func conflictPause() time.Duration {
-	return time.Duration(rand.Int64N(int64(20 * time.Millisecond)))
-}
-
-// gaveUp says why a write that kept being retried did not land.
-func (c *Client) gaveUp(ctx context.Context, attempts, conflicts int, last error) error {
-	vs := fmt.Sprintf("VirtualService %s/%s", c.target.Namespace, c.target.VirtualService)
-	switch {
-	case attempts == 0:
-		return fmt.Errorf("%w: the write to %s had not landed", context.Cause(ctx), vs)
-	case conflicts == attempts:
-		return fmt.Errorf("%w: another writer kept changing %s (%d conflicting writes)", context.Cause(ctx), vs, conflicts)
-	}
-	return fmt.Errorf("%w: the write to %s did not land in %d attempts (%d of them conflicting with another writer); last: %v", context.Cause(ctx), vs, attempts, conflicts, last)
-}
-
-// errConflict says another writer changed the object between our read and our write.
-var errConflict = errors.New("conflicting write")
-
+// applyOnce is one attempt of Apply: read, plan, patch, read back. It returns
+// cluster.ErrConflict when another writer changed the VirtualService since the read.
 func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (traffic.Applied, error) {
-	state, obj, err := c.readObject(ctx, once) // Apply retries the whole attempt
+	state, obj, err := c.readObject(ctx, cluster.Once) // Apply retries the whole attempt
 	if err != nil {
 		return traffic.Applied{}, err
 	}
@@ -163,10 +110,10 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (
 		Param("fieldManager", traffic.FieldManager).Body(patch).Do(ctx))
 	switch {
 	case apierrors.IsConflict(err):
-		return out, errConflict
+		return out, cluster.ErrConflict
 	case apierrors.IsInvalid(err) && c.changedSince(ctx, before.ResourceVersion):
 		// A test operation failed: what the plan relied on changed under it.
-		return out, errConflict
+		return out, cluster.ErrConflict
 	case err != nil:
 		return traffic.Applied{}, fmt.Errorf("failed to patch VirtualService %s/%s: %w", before.Namespace, before.Name, err)
 	}
@@ -184,7 +131,7 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (
 	}
 	out.ResourceVersion = after.ResourceVersion
 	out.Change.After, out.Change.Next = after, written
-	if err := c.recordEvent(ctx, obj.Metadata.UID, after.ResourceVersion, change, d.Why); err != nil {
+	if err := cluster.RecordChange(ctx, c.kube, c.ref(obj.Metadata.UID, after.ResourceVersion), change, d.Why); err != nil {
 		out.Warnings = append(out.Warnings, err.Error())
 	}
 	return out, nil
@@ -192,6 +139,6 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (
 
 // changedSince says whether the VirtualService's resourceVersion is no longer rv.
 func (c *Client) changedSince(ctx context.Context, rv string) bool {
-	o, err := c.getObject(ctx, once)
+	o, err := c.getObject(ctx, cluster.Once)
 	return err == nil && o.Metadata.ResourceVersion != rv
 }

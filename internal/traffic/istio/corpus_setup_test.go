@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshroll/meshroll/internal/testenv"
+	"github.com/meshroll/meshroll/internal/traffic/cluster"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -159,7 +160,7 @@ func corpusTarget(f *corpusFile, vs *unstructured.Unstructured, routes any) Targ
 	hosts := map[string]bool{}
 	for i, d := range dests {
 		if d.subset != "" {
-			hosts[serviceKey(d.host, ns)] = true
+			hosts[cluster.ServiceKey(d.host, ns)] = true
 			if stable == nil {
 				stable = &dests[i]
 			}
@@ -168,7 +169,7 @@ func corpusTarget(f *corpusFile, vs *unstructured.Unstructured, routes any) Targ
 	if stable == nil {
 		t.StableService, t.CanaryService = dests[0].host, canaryHost(dests[0].host)
 		for _, d := range dests[1:] {
-			if serviceKey(d.host, ns) != serviceKey(dests[0].host, ns) {
+			if cluster.ServiceKey(d.host, ns) != cluster.ServiceKey(dests[0].host, ns) {
 				t.CanaryService = d.host
 				break
 			}
@@ -206,7 +207,7 @@ func ruleSubset(f *corpusFile, vs *unstructured.Unstructured, host, stable strin
 	var defined []string
 	for _, dr := range append(slices.Clone(f.docs), f.companions...) {
 		drHost, _, _ := unstructured.NestedString(dr.Object, "spec", "host")
-		if dr.GetKind() != "DestinationRule" || serviceKey(drHost, dr.GetNamespace()) != serviceKey(host, vs.GetNamespace()) {
+		if dr.GetKind() != "DestinationRule" || cluster.ServiceKey(drHost, dr.GetNamespace()) != cluster.ServiceKey(host, vs.GetNamespace()) {
 			continue
 		}
 		subsets, _, _ := unstructured.NestedSlice(dr.Object, "spec", "subsets")
@@ -291,7 +292,7 @@ func setUp(t *testing.T, env *testenv.Env, c corpusCase, target *Target) (stored
 	}
 	services := map[string]bool{} // the target's Services, as name.namespace
 	for _, svc := range []string{target.StableService, target.CanaryService} {
-		if key := serviceKey(svc, target.Namespace); svc != "" && strings.Count(key, ".") == 1 {
+		if key := cluster.ServiceKey(svc, target.Namespace); svc != "" && strings.Count(key, ".") == 1 {
 			services[key] = true
 		}
 	}

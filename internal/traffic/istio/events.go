@@ -2,38 +2,13 @@ package istio
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"strings"
-	"time"
-	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/cluster"
 )
-
-// eventMessageLimit is the longest Event message Kubernetes keeps whole (longer ones are
-// cut, or refused by the events.k8s.io API).
-const eventMessageLimit = 1024
-
-// recordEvent leaves an Event on the VirtualService for a change: what changed, then why.
-func (c *Client) recordEvent(ctx context.Context, uid types.UID, resourceVersion string, change traffic.Change, why traffic.Why) error {
-	reason := why.Reason
-	if reason == "" {
-		reason = "WeightsChanged"
-	}
-	message := fmt.Sprintf("route %s: %s", change.After.Route, change.Describe())
-	if why.Message != "" {
-		message += "; " + why.Message
-	}
-	return c.createEvent(ctx, c.newEvent(uid, resourceVersion, reason, message, "SetWeights"))
-}
 
 // Note records an Event on the VirtualService without changing it, so that the cluster says
 // why a run stopped (another writer moved the route, the lock was taken over). An empty
@@ -44,79 +19,17 @@ func (c *Client) Note(ctx context.Context, why traffic.Why) error {
 	if err != nil {
 		return err
 	}
-	reason := why.Reason
-	if reason == "" {
-		reason = "Note"
-	}
-	return c.createEvent(ctx, c.newEvent(o.Metadata.UID, o.Metadata.ResourceVersion, reason, why.Message, "Note"))
+	return cluster.Note(ctx, c.kube, c.ref(o.Metadata.UID, o.Metadata.ResourceVersion), why)
 }
 
-// newEvent is an Event about the VirtualService at resourceVersion.
-func (c *Client) newEvent(uid types.UID, resourceVersion, reason, message, action string) *corev1.Event {
-	t := c.target
-	now := time.Now()
-	host, _ := os.Hostname()
-	return &corev1.Event{
-		// Named here rather than by the server (generateName), so that an attempt that
-		// landed without an answer is found on the next one instead of recorded twice.
-		ObjectMeta: metav1.ObjectMeta{Name: eventName(t.VirtualService, now), Namespace: t.Namespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion:      "networking.istio.io/v1",
-			Kind:            Kind,
-			Namespace:       t.Namespace,
-			Name:            t.VirtualService,
-			UID:             uid,
-			ResourceVersion: resourceVersion,
-		},
-		Reason:              reason,
-		Message:             truncate(message, eventMessageLimit),
-		Type:                corev1.EventTypeNormal,
-		Source:              corev1.EventSource{Component: traffic.FieldManager, Host: host},
-		FirstTimestamp:      metav1.NewTime(now),
-		LastTimestamp:       metav1.NewTime(now),
-		Count:               1,
-		ReportingController: "meshroll.dev/meshroll",
-		ReportingInstance:   host,
-		Action:              action,
+// ref names the VirtualService at resourceVersion for the Events about it.
+func (c *Client) ref(uid types.UID, resourceVersion string) cluster.Ref {
+	return cluster.Ref{
+		Kind:            Kind,
+		APIVersion:      "networking.istio.io/v1",
+		Namespace:       c.target.Namespace,
+		Name:            c.target.VirtualService,
+		UID:             uid,
+		ResourceVersion: resourceVersion,
 	}
-}
-
-// createEvent creates ev, retrying a silent or overloaded API server for as long as ctx lasts.
-func (c *Client) createEvent(ctx context.Context, ev *corev1.Event) error {
-	attempts := 0
-	err := kube.Retry(ctx, func(ctx context.Context) error {
-		attempts++
-		_, err := c.kube.CoreV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) && attempts > 1 {
-			return nil // an earlier attempt landed
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("failed to record an Event on VirtualService %s/%s: %w", c.target.Namespace, c.target.VirtualService, err)
-	}
-	return nil
-}
-
-// eventName names an Event about object the way client-go's recorder does: the object's
-// name and the time in hex, the name shortened to keep the whole a valid object name.
-func eventName(object string, at time.Time) string {
-	suffix := fmt.Sprintf(".%x", at.UnixNano())
-	if limit := validation.DNS1123SubdomainMaxLength - len(suffix); len(object) > limit {
-		object = strings.TrimRight(object[:limit], ".-")
-	}
-	return object + suffix
-}
-
-// truncate cuts s to at most limit bytes, on a character boundary, marking the cut with "…".
-func truncate(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	const ellipsis = "…"
-	cut := limit - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
 }

@@ -11,11 +11,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/meshroll/meshroll/internal/testenv"
 	"github.com/meshroll/meshroll/internal/traffic"
 )
+
+// eventMessageLimit is the longest Event message Kubernetes keeps whole.
+const eventMessageLimit = 1024
 
 // event is what a test checks of an Event.
 type event struct {
@@ -148,29 +150,5 @@ func TestNoteCancelledContext(t *testing.T) {
 	}
 	if got := eventsOn(t, env, ns); len(got) != 0 {
 		t.Errorf("events = %+v, want none", got)
-	}
-}
-
-func TestEventName(t *testing.T) {
-	t.Parallel()
-	at := time.Unix(1767225600, 5)
-	tests := []struct {
-		name, object string
-	}{
-		{name: "short", object: "reviews"},
-		{name: "longest object name", object: strings.Repeat("a", validation.DNS1123SubdomainMaxLength)},
-		{name: "cut after a dash", object: strings.Repeat("a", 235) + "-" + strings.Repeat("b", 17)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got := eventName(tt.object, at)
-			if errs := validation.IsDNS1123Subdomain(got); len(errs) > 0 {
-				t.Errorf("eventName(%q) = %q: %v", tt.object, got, errs)
-			}
-			if !strings.HasSuffix(got, ".18867251edfa0005") || !strings.HasPrefix(tt.object, strings.TrimSuffix(got, ".18867251edfa0005")) {
-				t.Errorf("eventName(%q) = %q, want a prefix of the name and the time in hex", tt.object, got)
-			}
-		})
 	}
 }

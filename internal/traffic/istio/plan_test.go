@@ -234,23 +234,6 @@ func fileName(name string) string {
 	}, strings.ToLower(name)), "-")
 }
 
-func TestServiceKey(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ host, ns, want string }{
-		{"reviews", "prod", "reviews.prod"},
-		{"reviews.prod", "other", "reviews.prod"},
-		{"reviews.prod.svc", "other", "reviews.prod"},
-		{"reviews.prod.svc.cluster.local", "other", "reviews.prod"},
-		{"reviews.prod.svc.corp.example", "other", "reviews.prod"},
-		{"api.example.com", "prod", "api.example.com"},
-	}
-	for _, tt := range tests {
-		if got := serviceKey(tt.host, tt.ns); got != tt.want {
-			t.Errorf("serviceKey(%q, %q) = %q, want %q", tt.host, tt.ns, got, tt.want)
-		}
-	}
-}
-
 // The patch's test operations pin every destination whose weight it writes: applied to the
 // same route with its destinations in another order, or renamed, it fails as a whole, with no
 // weight written, even where no resourceVersion guards it.

@@ -8,28 +8,8 @@ import (
 
 	"github.com/meshroll/meshroll/internal/kube"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/cluster"
 )
-
-// Reads go through a retrier. Outside Apply it is kube.Retry: a request the API server did
-// not answer (refused, reset, timed out) or answered with "later" (429, 5xx) is sent again,
-// with backoff, for as long as the caller's context lasts; a final answer (404, 403,
-// invalid) returns at once. Apply retries whole attempts (read, plan, write) itself, so its
-// reads make one attempt each and its give-up message counts attempts as before.
-type retrier func(ctx context.Context, do func(ctx context.Context) error) error
-
-// once makes a single attempt.
-func once(ctx context.Context, do func(ctx context.Context) error) error { return do(ctx) }
-
-// retried calls get through kube.Retry and returns its last answer.
-func retried[T any](ctx context.Context, get func(ctx context.Context) (T, error)) (T, error) {
-	var out T
-	err := kube.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = get(ctx)
-		return err
-	})
-	return out, err
-}
 
 // Read gets the VirtualService and resolves the steered route. A silent or overloaded API
 // server is retried for as long as ctx lasts: give it a deadline.
@@ -38,8 +18,10 @@ func (c *Client) Read(ctx context.Context) (traffic.State, error) {
 	return s, err
 }
 
-// readObject gets the VirtualService through retry and resolves the steered route.
-func (c *Client) readObject(ctx context.Context, retry retrier) (*State, object, error) {
+// readObject gets the VirtualService through retry and resolves the steered route. retry is
+// kube.Retry outside Apply, and cluster.Once within an attempt of Apply, which retries whole
+// attempts itself (see cluster.Retrier).
+func (c *Client) readObject(ctx context.Context, retry cluster.Retrier) (*State, object, error) {
 	o, err := c.getObject(ctx, retry)
 	if err != nil {
 		return nil, object{}, err
@@ -49,7 +31,7 @@ func (c *Client) readObject(ctx context.Context, retry retrier) (*State, object,
 }
 
 // getObject gets the VirtualService through retry, as the API server sends it.
-func (c *Client) getObject(ctx context.Context, retry retrier) (object, error) {
+func (c *Client) getObject(ctx context.Context, retry cluster.Retrier) (object, error) {
 	t := c.target
 	var raw []byte
 	err := retry(ctx, func(ctx context.Context) error {

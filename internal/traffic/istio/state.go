@@ -1,6 +1,8 @@
 // Package istio steers an Istio VirtualService: it reads the object into meshroll's
 // backend-neutral model (internal/traffic), plans each change as a pure function of what it
 // read, and writes it as one JSON patch guarded by test operations and the resourceVersion.
+// What it does in the cluster around the VirtualService, as every backend does (the write's
+// retries, Events, the Deployment and Service checks), is internal/traffic/cluster's.
 package istio
 
 import (
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/cluster"
 )
 
 // Kind is the routing object this backend steers.
@@ -63,7 +66,7 @@ func (s side) matches(d *networking.Destination, ns string) bool {
 		return false
 	case s.subset != "" && d.Subset != s.subset:
 		return false
-	case s.service != "" && serviceKey(d.Host, ns) != serviceKey(s.service, ns):
+	case s.service != "" && cluster.ServiceKey(d.Host, ns) != cluster.ServiceKey(s.service, ns):
 		return false
 	}
 	return true
