@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshroll/meshroll/internal/analysis"
+	"github.com/meshroll/meshroll/internal/config"
 	"github.com/meshroll/meshroll/internal/rollout"
 	"github.com/meshroll/meshroll/internal/traffic"
 )
@@ -107,7 +108,7 @@ func junitXML(res rollout.Result, red redactor) ([]byte, error) {
 		Properties: []junitProperty{
 			{"result", string(res.Outcome)},
 			{"mode", string(res.Mode)},
-			{"virtualService", text(res.Namespace + "/" + res.VirtualService)},
+			{objectProperty(res), text(res.Namespace + "/" + objectName(res))},
 			{"route", text(res.Route)},
 			{"analysis", fmt.Sprint(res.Analysis)},
 		},
@@ -266,3 +267,17 @@ func unrecordedFailure(res rollout.Result, fail *junitMessage) junitCase {
 
 // seconds writes a duration as JUnit's time attribute.
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
+
+// objectProperty is the JUnit property that names the routing object: virtualService, or
+// httpRoute.
+func objectProperty(res rollout.Result) string {
+	if kind, _ := res.Object(); kind == config.KindHTTPRoute {
+		return "httpRoute"
+	}
+	return "virtualService"
+}
+
+func objectName(res rollout.Result) string {
+	_, name := res.Object()
+	return name
+}

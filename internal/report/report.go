@@ -276,12 +276,12 @@ func (b *base) printResult(res rollout.Result, written []string) {
 		}
 	}
 	fmt.Fprintf(&t, "meshroll summary: %s", res.Outcome)
-	if res.VirtualService != "" {
-		vs := res.Namespace + "/" + res.VirtualService
+	if kind, name := res.Object(); name != "" {
+		vs := res.Namespace + "/" + name
 		if res.Route != "" {
 			vs += ", route " + res.Route
 		}
-		row("VirtualService", fmt.Sprintf("%s (stable %s, canary %s)", vs, res.StableName(), res.CanaryName()))
+		row(kind, fmt.Sprintf("%s (stable %s, canary %s)", vs, res.StableName(), res.CanaryName()))
 	}
 	now, planned := FinalWeights(res)
 	describe := func(ds []traffic.Destination) string {

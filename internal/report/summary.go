@@ -42,11 +42,11 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 	}
 	b.WriteString("| | |\n|---|---|\n")
 	fact := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
-	vs := res.VirtualService
+	kind, vs := res.Object()
 	if vs != "" && res.Namespace != "" {
 		vs = res.Namespace + "/" + vs
 	}
-	fact("VirtualService", code(vs))
+	fact(kind, code(vs))
 	fact("route", code(res.Route))
 	fact("stable → canary", code(res.StableName())+" → "+code(res.CanaryName()))
 	now, planned := FinalWeights(res)

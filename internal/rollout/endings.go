@@ -130,7 +130,8 @@ func (r *Runner) abort(ctx, parent context.Context, cfg config.Config, res *Resu
 	step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
 	res.Steps = append(res.Steps, step)
 	res.Final = applied.After.Destinations
-	r.logf("rollback: %s %s", cfg.VirtualService, describe(applied))
+	_, name := cfg.RouteObject()
+	r.logf("rollback: %s %s", name, describe(applied))
 }
 
 // note records on the routing object why the run stopped without writing; a failure to

@@ -79,7 +79,8 @@ type Result struct {
 	Mode           config.Mode           `json:"mode"`
 	Outcome        Outcome               `json:"result"`
 	Namespace      string                `json:"namespace"`
-	VirtualService string                `json:"virtualService"`
+	VirtualService string                `json:"virtualService,omitempty"` // the routing object: a VirtualService
+	HTTPRoute      string                `json:"httpRoute,omitempty"`      // or a Gateway API HTTPRoute
 	Route          string                `json:"route,omitempty"`
 	StableSubset   string                `json:"stableSubset,omitempty"`
 	CanarySubset   string                `json:"canarySubset,omitempty"`
@@ -103,6 +104,15 @@ type Result struct {
 	// security policy protecting stable but not the canary, without MESHROLL_VERIFY_SECURITY).
 	Warnings []string `json:"warnings,omitempty"`
 	Err      error    `json:"-"`
+}
+
+// Object names the routing object the run steered: its kind and name ("" when the input
+// never named one).
+func (r Result) Object() (kind, name string) {
+	if r.HTTPRoute != "" {
+		return config.KindHTTPRoute, r.HTTPRoute
+	}
+	return config.KindVirtualService, r.VirtualService
 }
 
 // StableName names the stable version in messages: its subset, else its Service.

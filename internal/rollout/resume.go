@@ -17,7 +17,8 @@ func (r *Runner) resume(ctx, parent context.Context, cfg config.Config, res *Res
 		r.fail(ctx, parent, res, fmt.Errorf("%w: resume needs the routing object's lock", ErrNotResumable))
 		return
 	}
-	object := "VirtualService " + cfg.Namespace + "/" + cfg.VirtualService
+	kind, name := cfg.RouteObject()
+	object := kind + " " + cfg.Namespace + "/" + name
 	readCtx, cancel := r.budget(ctx, r.WriteTimeout)
 	h, err := r.Lock.Read(readCtx)
 	cancel()
@@ -97,7 +98,8 @@ func (r *Runner) status(ctx, parent context.Context, cfg config.Config, res *Res
 
 // describeHolding renders what the lock says for status.
 func (r *Runner) describeHolding(h Holding, cfg config.Config) string {
-	object := "VirtualService " + cfg.Namespace + "/" + cfg.VirtualService
+	kind, name := cfg.RouteObject()
+	object := kind + " " + cfg.Namespace + "/" + name
 	rec := h.Record
 	now := r.Now()
 	if rec == nil {

@@ -81,7 +81,7 @@ func NewRunner(t Traffic, a Analysis, log Log) *Runner {
 // Outcome in the Result, with Err set for invalid, failed and cancelled runs.
 func (r *Runner) Run(ctx context.Context, cfg config.Config) Result {
 	res := Result{
-		Mode: cfg.Mode, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
+		Mode: cfg.Mode, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService, HTTPRoute: cfg.HTTPRoute,
 		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StableService: cfg.StableService, CanaryService: cfg.CanaryService,
 		StartedAt: r.Now(),
 		Analysis:  r.Analysis != nil && analyzed(cfg.Mode),
@@ -228,8 +228,9 @@ func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
 		}
 		r.logf("NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty): %s", note)
 	}
-	r.logf("meshroll %s: VirtualService %s/%s, stable %s, canary %s, canary weights %s%s",
-		cfg.Mode, cfg.Namespace, cfg.VirtualService, cfg.StableName(), cfg.CanaryName(), joinInts(stepWeights(cfg)), holdNote(cfg))
+	kind, name := cfg.RouteObject()
+	r.logf("meshroll %s: %s %s/%s, stable %s, canary %s, canary weights %s%s",
+		cfg.Mode, kind, cfg.Namespace, name, cfg.StableName(), cfg.CanaryName(), joinInts(stepWeights(cfg)), holdNote(cfg))
 	if cfg.DryRun || plan.shaped() {
 		r.logf("plan:\n%s", plan.Describe())
 	}
@@ -343,7 +344,8 @@ func (r *Runner) step(ctx, parent context.Context, cfg config.Config, stage Stag
 	*last = applied.After
 	step.Before, step.After, step.Changed = applied.Before.Destinations, applied.After.Destinations, applied.Changed
 	step.CanaryWeight = applied.After.CanaryWeight()
-	r.logStep(*step, cfg.VirtualService, applied)
+	_, name := cfg.RouteObject()
+	r.logStep(*step, name, applied)
 	doing := "holding " + what
 	if stage.Hold == 0 {
 		doing = "took " + what
