@@ -693,39 +693,7 @@ func TestExamplesGiveValidInput(t *testing.T) {
 		t.Run(file, func(t *testing.T) { checkWorkflowExample(t, a, file) })
 	}
 
-	t.Run("gitlab", func(t *testing.T) {
-		t.Parallel()
-		raw, err := os.ReadFile("examples/gitlab/.gitlab-ci.yml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var jobs map[string]any
-		if err := yaml.Unmarshal(raw, &jobs); err != nil {
-			t.Fatalf(".gitlab-ci.yml: %v", err)
-		}
-		runs := 0
-		for name, j := range jobs {
-			job, ok := j.(map[string]any)
-			if !ok || !slices.ContainsFunc(anyList(job["script"]), func(s any) bool { return s == "meshroll" }) {
-				continue
-			}
-			runs++
-			vars := map[string]string{}
-			for k, v := range mapOf(job["variables"]) {
-				vars[k] = fmt.Sprint(v)
-			}
-			if _, err := config.Load(environ(vars)); err != nil {
-				t.Errorf("job %s: meshroll rejects its variables: %v", name, err)
-			}
-			image := mapOf(job["image"])
-			if !strings.HasSuffix(fmt.Sprint(image["name"]), "-shell") || fmt.Sprint(image["entrypoint"]) != "[]" {
-				t.Errorf("job %s: image %v; want the shell target and entrypoint [\"\"]", name, image)
-			}
-		}
-		if runs == 0 {
-			t.Error("no job runs meshroll")
-		}
-	})
+	t.Run("gitlab", checkGitLabExample) // component_test.go
 
 	t.Run("jenkins", func(t *testing.T) {
 		t.Parallel()
