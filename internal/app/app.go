@@ -57,6 +57,7 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 		Data:       cfg.KubeconfigData,
 		Home:       cfg.Home,
 		Context:    cfg.KubeContext,
+		Path:       getenv(environ)("PATH"), // where a kubeconfig's credential plugin is looked up
 		UserAgent:  "meshroll/" + Version,
 	})
 	if err != nil {

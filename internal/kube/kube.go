@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,9 +21,12 @@ type Access struct {
 	Kubeconfig []string
 	// Data is a kubeconfig's contents (YAML, or base64 of it), as CI secrets hold it; when
 	// set it is used instead of any file, and never written to disk.
-	Data      string
-	Home      string
-	Context   string // "" = the current context
+	Data    string
+	Home    string
+	Context string // "" = the current context
+	// Path is the PATH in which a kubeconfig user's credential plugin (exec) is looked up;
+	// the plugin is then run by the path found there.
+	Path      string
 	UserAgent string
 }
 
@@ -50,29 +52,41 @@ func kubeconfigBytes(data string) []byte {
 // instead of hanging it.
 const requestTimeout = 30 * time.Second
 
-// Connect builds clients from a. It does not talk to the server.
+// Connect builds clients from a. It does not talk to the server, but it checks what would
+// only fail at the first request: a credential plugin that is not installed, an auth-provider
+// client-go no longer has, a certificate or token file that does not exist. Its errors say
+// what is wrong and how to fix it, and never quote the kubeconfig.
 func Connect(a Access) (Clients, error) {
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: a.Context}
 	var loader clientcmd.ClientConfig
+	var missing []string // KUBECONFIG files that do not exist, beside some that do
 	if a.Data != "" {
 		raw, err := clientcmd.Load(kubeconfigBytes(a.Data))
 		if err != nil {
 			// The parser's message may quote the contents: do not pass it on.
-			return Clients{}, errors.New("failed to load cluster access: MESHROLL_KUBECONFIG is not a kubeconfig (YAML, or base64 of YAML)")
+			return Clients{}, errors.New("MESHROLL_KUBECONFIG is not a kubeconfig (YAML, or base64 of YAML)")
 		}
 		loader = clientcmd.NewNonInteractiveClientConfig(*raw, a.Context, overrides, nil)
 	} else {
-		rules := &clientcmd.ClientConfigLoadingRules{Precedence: a.Kubeconfig}
-		if len(a.Kubeconfig) == 0 && a.Home != "" {
-			rules.Precedence = []string{filepath.Join(a.Home, ".kube", "config")}
+		var err error
+		if loader, missing, err = fileLoader(a, overrides); err != nil {
+			return Clients{}, err
 		}
-		// With no kubeconfig file at all, the deferred loader falls back to the in-cluster
-		// service account (KUBERNETES_SERVICE_HOST and the mounted token).
-		loader = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	}
 	cfg, err := loader.ClientConfig()
+	raw, rawErr := loader.RawConfig()
 	if err != nil {
-		return Clients{}, fmt.Errorf("failed to load cluster access (KUBECONFIG, MESHROLL_KUBE_CONTEXT or the in-cluster service account): %w", err)
+		if rawErr == nil {
+			if problem := kubeconfigProblem(a, raw, missing, err); problem != nil {
+				return Clients{}, problem
+			}
+		}
+		return Clients{}, fmt.Errorf("failed to load cluster access (KUBECONFIG, MESHROLL_KUBE_CONTEXT or the in-cluster service account): %w%s", err, missingNote(missing))
+	}
+	if rawErr == nil {
+		if err := credentialProblem(a, raw, cfg); err != nil {
+			return Clients{}, err
+		}
 	}
 	ns, _, err := loader.Namespace()
 	if err != nil {

@@ -56,30 +56,17 @@ func TestConnect(t *testing.T) {
 		access        Access
 		wantHost      string
 		wantNamespace string
-		wantErr       string
 	}{
 		{name: "several files merged, current context", access: Access{Kubeconfig: files}, wantHost: "https://staging.example:6443", wantNamespace: "shop"},
 		{name: "context chosen", access: Access{Kubeconfig: files, Context: "prod"}, wantHost: "https://prod.example:6443", wantNamespace: "default"},
 		{name: "home config when KUBECONFIG is empty", access: Access{Home: home}, wantHost: "https://prod.example:6443", wantNamespace: "default"},
 		{name: "contents as YAML", access: Access{Data: merged, Kubeconfig: files, Context: "prod"}, wantHost: "https://prod.example:6443", wantNamespace: "default"},
 		{name: "contents as base64", access: Access{Data: base64.StdEncoding.EncodeToString([]byte(merged))}, wantHost: "https://staging.example:6443", wantNamespace: "shop"},
-		{name: "contents not a kubeconfig", access: Access{Data: "token: not-printed\n\tnot: [yaml"}, wantErr: "MESHROLL_KUBECONFIG is not a kubeconfig"},
-		{name: "unknown context", access: Access{Kubeconfig: files, Context: "dev"}, wantErr: `context "dev" does not exist`},
-		{name: "nothing to load", access: Access{Home: t.TempDir()}, wantErr: "failed to load cluster access"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c, err := Connect(tt.access)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), "not-printed") {
-					t.Errorf("the token leaked into the error: %v", err)
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
