@@ -97,6 +97,15 @@ type run struct {
 // runMain runs meshroll in-process the way main.go does, with the test cluster's kubeconfig.
 func runMain(ctx context.Context, t *testing.T, env *testenv.Env, ns string, vars ...string) run {
 	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Main(ctx, []string{"meshroll"}, mainEnviron(t, env, ns, vars...), &stdout, &stderr)
+	return run{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// mainEnviron is the environment of runMain: the stack's reviews VirtualService steered from
+// subset v1 to v2 without holds, then vars (later entries win, as in a shell).
+func mainEnviron(t *testing.T, env *testenv.Env, ns string, vars ...string) []string {
+	t.Helper()
 	environ := []string{
 		"KUBECONFIG=" + env.Kubeconfig,
 		"HOME=" + t.TempDir(),
@@ -108,10 +117,7 @@ func runMain(ctx context.Context, t *testing.T, env *testenv.Env, ns string, var
 		"MESHROLL_OUTPUT_DIR=" + t.TempDir(),
 		"PATH=" + os.Getenv("PATH"),
 	}
-	environ = append(environ, vars...) // later entries win, as in a shell
-	var stdout, stderr bytes.Buffer
-	code := Main(ctx, []string{"meshroll"}, environ, &stdout, &stderr)
-	return run{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	return append(environ, vars...)
 }
 
 func weights(t *testing.T, env *testenv.Env, ns, name string) (string, string) {
