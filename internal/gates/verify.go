@@ -109,6 +109,8 @@ func (s Security) permitted(ctx context.Context) error {
 	for i, m := range missing {
 		words[i] = m.String()
 	}
-	return fmt.Errorf("%w: the credentials in use cannot %s, which MESHROLL_VERIFY_SECURITY=true needs; grant them (see examples/rbac.yaml), or unset MESHROLL_VERIFY_SECURITY",
+	// "forbidden: " as every other missing permission says it (the Istio preflight, the lock,
+	// the scale-down), so that a reader, or a log search, finds them all alike.
+	return fmt.Errorf("%w: forbidden: the credentials in use cannot %s, which MESHROLL_VERIFY_SECURITY=true needs; grant them (see examples/rbac.yaml), or unset MESHROLL_VERIFY_SECURITY",
 		ErrSecurityForbidden, strings.Join(words, ", nor "))
 }
