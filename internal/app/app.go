@@ -19,6 +19,7 @@ import (
 	"github.com/meshroll/meshroll/internal/report"
 	"github.com/meshroll/meshroll/internal/rollout"
 	"github.com/meshroll/meshroll/internal/traffic"
+	"github.com/meshroll/meshroll/internal/traffic/gatewayapi"
 	"github.com/meshroll/meshroll/internal/traffic/istio"
 )
 
@@ -71,21 +72,12 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 	if err != nil {
 		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
 	}
-	lock := lease.New(clients.Kube, istio.Kind, cfg.Namespace, cfg.VirtualService, cfg.LeaseDuration)
+	kind, name := cfg.RouteObject()
+	lock := lease.New(clients.Kube, kind, cfg.Namespace, name, cfg.LeaseDuration)
 	if cfg.Mode == config.ModeStatus && cfg.StableName() == "" {
 		cfg = recordedVersions(ctx, lock, cfg)
 	}
-	tc := istio.NewClient(clients.Istio, clients.Kube, istio.Target{
-		Namespace:      cfg.Namespace,
-		VirtualService: cfg.VirtualService,
-		Route:          cfg.Route,
-		StableSubset:   cfg.StableSubset,
-		CanarySubset:   cfg.CanarySubset,
-		StableService:  cfg.StableService,
-		CanaryService:  cfg.CanaryService,
-		Match:          cfg.Match,
-	})
-	runner := rollout.NewRunner(tc, analyzer, rep)
+	runner := rollout.NewRunner(backend(cfg, clients), analyzer, rep)
 	runner.Lock, runner.Holder = lock, holder(cfg)
 	wireGates(ctx, runner, cfg, clients)
 	res := runner.Run(ctx, cfg)
@@ -115,7 +107,7 @@ func reject(rep report.Reporter, cfg config.Config, stderr io.Writer, msg string
 	}
 	now := time.Now()
 	return finish(rep, cfg, stderr, rollout.Result{
-		Mode: cfg.Mode, Outcome: rollout.Invalid, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService,
+		Mode: cfg.Mode, Outcome: rollout.Invalid, Namespace: cfg.Namespace, VirtualService: cfg.VirtualService, HTTPRoute: cfg.HTTPRoute,
 		StableSubset: cfg.StableSubset, CanarySubset: cfg.CanarySubset, StableService: cfg.StableService, CanaryService: cfg.CanaryService,
 		StartedAt: now, FinishedAt: now,
 		Reason: err.Error(), Err: err,
@@ -133,7 +125,8 @@ func finish(rep report.Reporter, cfg config.Config, stderr io.Writer, res rollou
 	}
 	line := "result: " + string(res.Outcome)
 	if now, planned := report.FinalWeights(res); len(now) > 0 {
-		line += fmt.Sprintf(" (%s/%s route %s: %s", res.Namespace, res.VirtualService, res.Route, traffic.DescribeWeights(now))
+		_, name := res.Object()
+		line += fmt.Sprintf(" (%s/%s route %s: %s", res.Namespace, name, res.Route, traffic.DescribeWeights(now))
 		if planned != nil {
 			line += "; planned " + traffic.DescribeWeights(planned) + ", not written"
 		}
@@ -141,6 +134,29 @@ func finish(rep report.Reporter, cfg config.Config, stderr io.Writer, res rollou
 	}
 	rep.Printf("%s", line)
 	return code
+}
+
+// backend is the traffic backend of the routing object cfg names.
+func backend(cfg config.Config, clients kube.Clients) rollout.Traffic {
+	if cfg.HTTPRoute != "" {
+		return gatewayapi.NewClient(clients.Gateway, clients.Kube, gatewayapi.Target{
+			Namespace:     cfg.Namespace,
+			HTTPRoute:     cfg.HTTPRoute,
+			Rule:          cfg.Route,
+			StableService: cfg.StableService,
+			CanaryService: cfg.CanaryService,
+		})
+	}
+	return istio.NewClient(clients.Istio, clients.Kube, istio.Target{
+		Namespace:      cfg.Namespace,
+		VirtualService: cfg.VirtualService,
+		Route:          cfg.Route,
+		StableSubset:   cfg.StableSubset,
+		CanarySubset:   cfg.CanarySubset,
+		StableService:  cfg.StableService,
+		CanaryService:  cfg.CanaryService,
+		Match:          cfg.Match,
+	})
 }
 
 // getenv looks variables up in environ (later entries win, as in a shell), never in the

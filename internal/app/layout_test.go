@@ -30,7 +30,7 @@ func TestLayout(t *testing.T) {
 		"internal/judge":              nil,
 		"internal/gates":              {"internal/config", "internal/kube"},
 		"internal/report":             {"internal/analysis", "internal/config", "internal/judge", "internal/rollout", "internal/traffic"},
-		".":                           {"internal/analysis", "internal/app", "internal/config", "internal/gates", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/cluster", "internal/traffic/istio"},
+		".":                           {"internal/analysis", "internal/app", "internal/config", "internal/gates", "internal/judge", "internal/kube", "internal/lease", "internal/report", "internal/rollout", "internal/traffic", "internal/traffic/cluster", "internal/traffic/gatewayapi", "internal/traffic/istio"},
 	}
 	for pkg, want := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", strings.TrimSuffix(module+pkg, "/.")).CombinedOutput()

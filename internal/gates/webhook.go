@@ -56,7 +56,7 @@ type Rollout struct {
 }
 
 // NewRollout names a run's rollout the way Flagger names a canary. The name is the
-// VirtualService's: like a Flagger canary's, it stays the same from one release to the next,
+// routing object's (the VirtualService or HTTPRoute): like a Flagger canary's, it stays the same from one release to the next,
 // so a gate opened for it (flagger-loadtester's /gate/open keys on name and namespace) is
 // found by every run. namespace is the resolved one (cfg.Namespace may be empty).
 //
@@ -67,20 +67,21 @@ type Rollout struct {
 // release, whatever the mode, weight, steps or timeouts, and differs between releases when
 // revision does.
 func NewRollout(cfg config.Config, namespace, revision string) Rollout {
+	_, name := cfg.RouteObject()
 	inputs, err := json.Marshal(struct {
 		Namespace, VirtualService          string
 		StableSubset, CanarySubset         string
 		StableService, CanaryService       string
 		StableDeployment, CanaryDeployment string
 		Revision                           string
-	}{namespace, cfg.VirtualService, cfg.StableSubset, cfg.CanarySubset, cfg.StableService,
+	}{namespace, name, cfg.StableSubset, cfg.CanarySubset, cfg.StableService,
 		cfg.CanaryService, cfg.StableDeployment, cfg.CanaryDeployment, revision})
 	if err != nil {
 		panic(err) // strings always marshal
 	}
 	sum := sha256.Sum256(inputs)
 	// Ten characters, like Flagger's ("85d557f47b" in its documentation).
-	return Rollout{Name: cfg.VirtualService, Namespace: namespace, Checksum: hex.EncodeToString(sum[:5])}
+	return Rollout{Name: name, Namespace: namespace, Checksum: hex.EncodeToString(sum[:5])}
 }
 
 // payload is Flagger's webhook request body (CanaryWebhookPayload).

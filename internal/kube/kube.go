@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // Access says how to reach the cluster.
@@ -34,6 +35,8 @@ type Access struct {
 type Clients struct {
 	Kube  kubernetes.Interface
 	Istio istioclient.Interface
+	// Gateway is the Gateway API's client (HTTPRoutes, ReferenceGrants).
+	Gateway gatewayclient.Interface
 	// Namespace of the chosen context (or of the service account in a pod), "default" when none.
 	Namespace string
 	// Host is the API server's address, for messages.
@@ -110,5 +113,9 @@ func Connect(a Access) (Clients, error) {
 	if err != nil {
 		return Clients{}, fmt.Errorf("failed to create the Istio client: %w", err)
 	}
-	return Clients{Kube: kube, Istio: istio, Namespace: ns, Host: cfg.Host}, nil
+	gateway, err := gatewayclient.NewForConfig(cfg)
+	if err != nil {
+		return Clients{}, fmt.Errorf("failed to create the Gateway API client: %w", err)
+	}
+	return Clients{Kube: kube, Istio: istio, Gateway: gateway, Namespace: ns, Host: cfg.Host}, nil
 }
