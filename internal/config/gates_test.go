@@ -297,12 +297,15 @@ func TestWebhookInterval(t *testing.T) {
 		problems []string
 	}{
 		{name: "no webhooks, no Prometheus: no interval", environ: with()},
-		{name: "rollout webhooks: the default interval", environ: with(rollout), want: Analysis{Interval: 30 * time.Second}},
-		{name: "a manual gate: the interval given", environ: with(gate, "MESHROLL_ANALYSIS_INTERVAL=10s"), want: Analysis{Interval: 10 * time.Second}},
-		{name: "a step as long as the interval", environ: with(rollout, "MESHROLL_STEP_DURATION=30s"), want: Analysis{Interval: 30 * time.Second}},
-		{name: "a short step without rollout webhooks", environ: with(gate, "MESHROLL_STEP_DURATION=0"), want: Analysis{Interval: 30 * time.Second}},
+		{name: "rollout webhooks: the default interval", environ: with(rollout), want: Analysis{Interval: 30 * time.Second, FailureThreshold: 2}},
+		{name: "a manual gate: the interval given", environ: with(gate, "MESHROLL_ANALYSIS_INTERVAL=10s"), want: Analysis{Interval: 10 * time.Second, FailureThreshold: 2}},
+		{name: "a step as long as the interval", environ: with(rollout, "MESHROLL_STEP_DURATION=30s"), want: Analysis{Interval: 30 * time.Second, FailureThreshold: 2}},
+		{name: "a short step without rollout webhooks", environ: with(gate, "MESHROLL_STEP_DURATION=0"), want: Analysis{Interval: 30 * time.Second, FailureThreshold: 2}},
 		{name: "promote holds nothing", environ: with(rollout, "MESHROLL_MODE=promote", "MESHROLL_STEP_DURATION=0"),
-			want: Analysis{Interval: 30 * time.Second}},
+			want: Analysis{Interval: 30 * time.Second, FailureThreshold: 2}},
+		{name: "a failure threshold for the rollout webhooks", environ: with(rollout, "MESHROLL_FAILURE_THRESHOLD=1"), want: Analysis{Interval: 30 * time.Second, FailureThreshold: 1}},
+		{name: "a failure threshold without webhooks or Prometheus", environ: with("MESHROLL_FAILURE_THRESHOLD=3"), problems: []string{
+			"MESHROLL_FAILURE_THRESHOLD is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset MESHROLL_FAILURE_THRESHOLD"}},
 		{name: "an interval without webhooks or Prometheus", environ: with("MESHROLL_ANALYSIS_INTERVAL=10s"), problems: []string{
 			"MESHROLL_ANALYSIS_INTERVAL is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset MESHROLL_ANALYSIS_INTERVAL"}},
 		{name: "an interval below a second", environ: with(gate, "MESHROLL_ANALYSIS_INTERVAL=500ms"), problems: []string{

@@ -37,10 +37,11 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 }
 
 // analysisWithoutPrometheus reports every analysis variable that is set although
-// MESHROLL_PROMETHEUS_URL is not; the interval only when there are no webhooks either.
+// MESHROLL_PROMETHEUS_URL is not; the interval and the failure threshold only when there are
+// no webhooks either.
 func (in input) analysisWithoutPrometheus(v *validator) {
 	for _, variable := range in.analysisOnly() {
-		if variable.name == "MESHROLL_ANALYSIS_INTERVAL" && strings.TrimSpace(in.Webhooks) != "" {
+		if (variable.name == "MESHROLL_ANALYSIS_INTERVAL" || variable.name == "MESHROLL_FAILURE_THRESHOLD") && strings.TrimSpace(in.Webhooks) != "" {
 			continue
 		}
 		if strings.TrimSpace(variable.value) != "" {
@@ -75,14 +76,25 @@ func (in input) analysisOnly() []struct{ name, value string } {
 	}
 }
 
-// webhookInterval is the analysis without Prometheus: with webhooks, the interval alone, as
-// each hold is still split into windows judged by the rollout webhooks, and the manual gates
+// failureThreshold checks MESHROLL_FAILURE_THRESHOLD: how many windows with a failed check
+// (a guardrail, a custom check, a rollout webhook) fail the canary.
+func (in input) failureThreshold(v *validator) int {
+	threshold := number(v, "MESHROLL_FAILURE_THRESHOLD", in.FailureThreshold, defaultFailureThreshold, 1, 1000, "a whole number of failed checks from 1 to 1000, e.g. 2")
+	if threshold != math.Trunc(threshold) {
+		v.invalid("MESHROLL_FAILURE_THRESHOLD", strings.TrimSpace(in.FailureThreshold), "must be a whole number; use e.g. 2")
+	}
+	return int(threshold)
+}
+
+// webhookInterval is the analysis without Prometheus: with webhooks, the interval and the
+// failure threshold alone, as each hold is still split into windows judged by the rollout
+// webhooks (a window with a failed one counts against the threshold), and the manual gates
 // are polled every interval.
 func (in input) webhookInterval(v *validator) Analysis {
 	if strings.TrimSpace(in.Webhooks) == "" {
 		return Analysis{}
 	}
-	return Analysis{Interval: interval(v, in.Interval)}
+	return Analysis{Interval: interval(v, in.Interval), FailureThreshold: in.failureThreshold(v)}
 }
 
 // prometheusHeaderExample is the line MESHROLL_PROMETHEUS_HEADERS's messages show: the header
@@ -135,11 +147,7 @@ func (in input) thresholds(v *validator, a *Analysis) {
 	a.MinSuccessRate = number(v, "MESHROLL_MIN_SUCCESS_RATE", in.MinSuccessRate, 0, math.SmallestNonzeroFloat64, 100, "a percentage above 0 and at most 100, e.g. 99.5, or empty for no such guardrail")
 	a.MaxLatencyP99 = number(v, "MESHROLL_MAX_LATENCY_P99", in.MaxLatencyP99, 0, math.SmallestNonzeroFloat64, math.Inf(1), "milliseconds greater than 0, e.g. 500, or empty for no such guardrail")
 	a.MinRequests = number(v, "MESHROLL_MIN_REQUESTS", in.MinRequests, defaultMinRequests, 0, math.Inf(1), "a request count of 0 or more, e.g. 20")
-	threshold := number(v, "MESHROLL_FAILURE_THRESHOLD", in.FailureThreshold, defaultFailureThreshold, 1, 1000, "a whole number of failed checks from 1 to 1000, e.g. 2")
-	if threshold != math.Trunc(threshold) {
-		v.invalid("MESHROLL_FAILURE_THRESHOLD", strings.TrimSpace(in.FailureThreshold), "must be a whole number; use e.g. 2")
-	}
-	a.FailureThreshold = int(threshold)
+	a.FailureThreshold = in.failureThreshold(v)
 
 	a.Confidence = number(v, "MESHROLL_CONFIDENCE", in.Confidence, defaultConfidence, 50, 99.99, "a percentage from 50 to 99.99, e.g. 99")
 	a.MinStepDuration = duration(v, "MESHROLL_MIN_STEP_DURATION", in.MinStepDuration, 0, false,
