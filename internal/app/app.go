@@ -145,6 +145,7 @@ func backend(cfg config.Config, clients kube.Clients) rollout.Traffic {
 			Rule:          cfg.Route,
 			StableService: cfg.StableService,
 			CanaryService: cfg.CanaryService,
+			Match:         cfg.Match,
 		})
 	}
 	return istio.NewClient(clients.Istio, clients.Kube, istio.Target{

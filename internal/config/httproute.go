@@ -65,12 +65,3 @@ func qualified(service, namespace string) string {
 	}
 	return namespace + "/" + service
 }
-
-// httpRouteShapes refuses the traffic shapes an HTTPRoute run cannot take yet.
-func httpRouteShapes(v *validator, in input) {
-	for _, s := range []struct{ name, value string }{{"MESHROLL_MATCH", in.Match}, {"MESHROLL_MIRROR_PERCENT", in.MirrorPercent}} {
-		if value := strings.TrimSpace(s.value); value != "" {
-			v.add(fmt.Sprintf("%s is not supported with MESHROLL_HTTP_ROUTE yet: meshroll steers an HTTPRoute's weights only; unset it, or steer a VirtualService", s.name))
-		}
-	}
-}

@@ -37,11 +37,7 @@ func TestHTTPRoute(t *testing.T) {
 			want: []string{"MESHROLL_CANARY_SERVICE=reviews-v2.shop.svc.cluster.local: not a Service name"}},
 		{name: "the same Service twice", vars: append(gateway, "MESHROLL_CANARY_SERVICE=reviews-v1"),
 			want: []string{"MESHROLL_CANARY_SERVICE=reviews-v1: same Service as MESHROLL_STABLE_SERVICE; the canary must be a Service of its own"}},
-		{name: "A/B and mirror are not yet", vars: append(gateway, "MESHROLL_MATCH={headers: {x-beta: {exact: \"1\"}}}", "MESHROLL_MIRROR_PERCENT=10"),
-			want: []string{
-				"MESHROLL_MATCH is not supported with MESHROLL_HTTP_ROUTE yet: meshroll steers an HTTPRoute's weights only; unset it, or steer a VirtualService",
-				"MESHROLL_MIRROR_PERCENT is not supported with MESHROLL_HTTP_ROUTE yet: meshroll steers an HTTPRoute's weights only; unset it, or steer a VirtualService",
-			}},
+		{name: "A/B and mirror", vars: append(gateway, "MESHROLL_MATCH={headers: {x-beta: {exact: \"1\"}}}", "MESHROLL_MIRROR_PERCENT=10")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,9 +72,6 @@ func (in input) validate(v *validator) Config {
 	target(v, cfg)
 	in.steps(v, &cfg, modeKnown)
 	in.shapes(v, &cfg)
-	if cfg.HTTPRoute != "" {
-		httpRouteShapes(v, in)
-	}
 	in.run(v, &cfg)
 	in.reporting(v, &cfg)
 	in.safety(v, &cfg)

@@ -65,7 +65,7 @@ func (c *Client) readObject(ctx context.Context, retry cluster.Retrier) (*State,
 	if err != nil {
 		return nil, object{}, err
 	}
-	s, err := NewState(o.Metadata.Namespace, o.Metadata.Name, o.Metadata.ResourceVersion, o.Spec, c.target)
+	s, err := newState(o.Metadata, o.Spec, c.target)
 	return s, o, err
 }
 
@@ -156,7 +156,7 @@ func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (
 	if err := json.Unmarshal(raw, &o); err != nil {
 		return traffic.Applied{}, fmt.Errorf("failed to decode %s after the write: %w", c.object(), err)
 	}
-	written, err := NewState(o.Metadata.Namespace, o.Metadata.Name, o.Metadata.ResourceVersion, o.Spec, c.target)
+	written, err := newState(o.Metadata, o.Spec, c.target)
 	if err != nil {
 		return traffic.Applied{}, fmt.Errorf("failed to read back %s after the write: %w", c.object(), err)
 	}

@@ -274,3 +274,45 @@ func TestCancelledContext(t *testing.T) {
 		t.Errorf("Apply with a cancelled context: %v, want context.Canceled", err)
 	}
 }
+
+// Every traffic shape on the real API server, whose CRD validation (CEL rules included) must
+// accept what meshroll writes: a mirror at a fraction, the A/B rule before the steered one,
+// weights beside it, and the promotion that clears both.
+func TestShapesOnTheAPIServer(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	ns := stack(t, env, `{name: reviews-v1, port: 9080}`, true)
+	tg := Target{Namespace: ns, HTTPRoute: "reviews", StableService: "reviews-v1", CanaryService: "reviews-v2",
+		Match: []map[string]any{{"headers": map[string]any{"end-user": map[string]any{"exact": "jason"}}}}}
+	c := NewClient(env.Gateway, env.Kube, tg)
+	if _, err := c.Preflight(t.Context(), checks); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := spec(t, env, ns)
+	stages := []struct {
+		d    traffic.Desired
+		want string // the Routing's summary after
+	}{
+		{traffic.Desired{KeepWeights: true, MirrorPercent: 12.5}, "reviews-v1 1 (100%); mirroring 12.5% to the canary"},
+		{traffic.Desired{KeepWeights: true, AB: true}, "reviews-v1 1 (100%); A/B route meshroll-ab-reviews-v2"},
+		{traffic.Desired{CanaryWeight: 20, AB: true}, "reviews-v1 80, reviews-v2 20; A/B route meshroll-ab-reviews-v2"},
+		{traffic.Desired{CanaryWeight: 100}, "reviews-v1 0, reviews-v2 100"},
+	}
+	for _, st := range stages {
+		applied, err := c.Apply(t.Context(), st.d)
+		if err != nil {
+			t.Fatalf("%+v: %v", st.d, err)
+		}
+		if got := applied.After.Summary(); got != st.want {
+			t.Errorf("after %+v: %s, want %s", st.d, got, st.want)
+		}
+	}
+	after, _ := spec(t, env, ns)
+	if diff := cmp.Diff(withoutWeights(t, mustJSON(t, before)), withoutWeights(t, mustJSON(t, after))); diff != "" {
+		t.Errorf("the A/B rule or the mirror was left behind, or another field changed (-before +after):\n%s", diff)
+	}
+	hr, err := env.Gateway.GatewayV1().HTTPRoutes(ns).Get(t.Context(), "reviews", metav1.GetOptions{})
+	if err != nil || hr.Annotations["meshroll.dev/mirror"] != "" {
+		t.Errorf("the mirror's annotation is left: %v, %v", hr.Annotations, err)
+	}
+}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-// Plan computes the change that makes the steered rule do d: its backends' weights. It is
+// Plan computes the change that makes the steered rule do d: its backends' weights, meshroll's
+// mirror on it, and meshroll's A/B rule right before it. It is
 // pure: the State is not touched, and the returned Change's Next is the state the patch
 // produces, computed by applying the patch to the spec that was read (with the JSON patch
 // library the API server uses), so that the plan and the write can never disagree. The patch
@@ -19,9 +21,6 @@ func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
 	if err := d.CheckDrift(s.routing); err != nil {
 		return traffic.Change{}, err
 	}
-	if d.AB || d.MirrorPercent > 0 {
-		return traffic.Change{}, traffic.Preflightf(ErrUnsupported, "%s: A/B routes (MESHROLL_MATCH) and mirroring (MESHROLL_MIRROR_PERCENT) are %v yet: steer its weights only", s.where(), ErrUnsupported)
-	}
 	var ops []traffic.PatchOp
 	if !d.KeepWeights {
 		var err error
@@ -29,6 +28,17 @@ func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
 			return traffic.Change{}, err
 		}
 	}
+	mirrorOps, err := s.planMirror(d.MirrorPercent)
+	if err != nil {
+		return traffic.Change{}, err
+	}
+	ops = append(ops, mirrorOps...)
+	// The A/B rule is inserted or removed last: it moves the steered rule's index.
+	abOps, err := s.planAB(d.AB)
+	if err != nil {
+		return traffic.Change{}, err
+	}
+	ops = append(ops, abOps...)
 	if rule := s.spec.Rules[s.ruleIndex]; len(ops) > 0 && rule.Name != nil {
 		ops = append([]traffic.PatchOp{{Op: "test", Path: s.rulePath() + "/name", Value: string(*rule.Name)}}, ops...)
 	}
@@ -100,7 +110,7 @@ func (s *State) apply(ops []traffic.PatchOp) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := json.Marshal(map[string]any{"spec": json.RawMessage(s.raw)})
+	doc, err := json.Marshal(map[string]any{"metadata": metav1.ObjectMeta{Annotations: s.annotations}, "spec": json.RawMessage(s.raw)})
 	if err != nil {
 		return nil, err
 	}
@@ -109,11 +119,13 @@ func (s *State) apply(ops []traffic.PatchOp) (*State, error) {
 		return nil, err
 	}
 	var obj struct {
-		Spec json.RawMessage `json:"spec"`
+		Metadata metav1.ObjectMeta `json:"metadata"`
+		Spec     json.RawMessage   `json:"spec"`
 	}
 	if err := json.Unmarshal(after, &obj); err != nil {
 		return nil, err
 	}
 	r := s.routing
-	return NewState(r.Namespace, r.Name, r.ResourceVersion, obj.Spec, s.target)
+	obj.Metadata.Namespace, obj.Metadata.Name, obj.Metadata.ResourceVersion = r.Namespace, r.Name, r.ResourceVersion
+	return newState(obj.Metadata, obj.Spec, s.target)
 }

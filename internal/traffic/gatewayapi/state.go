@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshroll/meshroll/internal/traffic"
@@ -32,6 +33,18 @@ type Target struct {
 	Rule          string // rules[].name, or rules[N]; "" lets selectRule choose
 	StableService string
 	CanaryService string
+	// Match holds the conditions of the A/B rule (MESHROLL_MATCH) as Istio HTTPMatchRequests
+	// (JSON objects), translated to Gateway API HTTPRouteMatches; empty: no A/B stage.
+	Match []map[string]any
+}
+
+// abRulePrefix starts the name of every rule meshroll inserts.
+const abRulePrefix = "meshroll-ab-"
+
+// abRuleName is the name of meshroll's A/B rule for this canary, so that anyone reading the
+// object sees who manages it, and a later run (a rollback after a runner died) finds it.
+func (t Target) abRuleName() string {
+	return abRulePrefix + t.service(traffic.RoleCanary).name
 }
 
 // service is a Service a backendRef may name.
@@ -62,9 +75,12 @@ func (t Target) label(s service) string {
 type State struct {
 	routing   traffic.Routing
 	ruleIndex int
+	abIndex   int // of meshroll's A/B rule, -1 when there is none
 	target    Target
 	spec      *gatewayv1.HTTPRouteSpec // decoded, for planning
 	raw       []byte                   // the spec as read: planned patches apply to it
+	// annotations of the object as read: mirrorAnnotation marks meshroll's mirror.
+	annotations map[string]string
 }
 
 var _ traffic.State = (*State)(nil)
@@ -72,6 +88,13 @@ var _ traffic.State = (*State)(nil)
 // NewState resolves the steered rule of an HTTPRoute from its spec as JSON. Planning works on
 // that JSON, so that fields this build of the Gateway API does not know survive a patch.
 func NewState(namespace, name, resourceVersion string, spec []byte, target Target) (*State, error) {
+	return newState(metav1.ObjectMeta{Namespace: namespace, Name: name, ResourceVersion: resourceVersion}, spec, target)
+}
+
+// newState is NewState with the object's metadata: its annotations say which mirror is
+// meshroll's.
+func newState(meta metav1.ObjectMeta, spec []byte, target Target) (*State, error) {
+	namespace, name, resourceVersion := meta.Namespace, meta.Name, meta.ResourceVersion
 	var hr gatewayv1.HTTPRouteSpec
 	if err := json.Unmarshal(spec, &hr); err != nil {
 		return nil, fmt.Errorf("failed to decode the spec of %s %s/%s: %w", Kind, namespace, name, err)
@@ -86,10 +109,20 @@ func NewState(namespace, name, resourceVersion string, spec []byte, target Targe
 			Route: ruleName(&hr, i), Chosen: why,
 			Destinations: traffic.Shares(destinations(hr.Rules[i], target)),
 		},
-		ruleIndex: i,
-		target:    target,
-		spec:      &hr,
-		raw:       spec,
+		ruleIndex:   i,
+		abIndex:     -1,
+		target:      target,
+		spec:        &hr,
+		raw:         spec,
+		annotations: meta.Annotations,
+	}
+	for j, r := range hr.Rules {
+		if r.Name != nil && string(*r.Name) == target.abRuleName() {
+			s.abIndex, s.routing.ABRoute = j, string(*r.Name)
+		}
+	}
+	if f := s.ownMirror(); f >= 0 {
+		s.routing.MirrorPercent = mirrorPercent(hr.Rules[i].Filters[f].RequestMirror)
 	}
 	s.routing.Elsewhere = s.elsewhere()
 	if err := s.checkRule(); err != nil {
@@ -127,6 +160,9 @@ func selectRule(spec *gatewayv1.HTTPRouteSpec, t Target) (i int, why string, err
 	}
 	var candidates, catchAll []int
 	for i, r := range spec.Rules {
+		if managed(r) {
+			continue // meshroll's own A/B rules are never the steered rule
+		}
 		for _, b := range r.BackendRefs {
 			if role := roleOf(b, t); role != traffic.RoleOther {
 				candidates = append(candidates, i)
@@ -156,17 +192,24 @@ func selectRule(spec *gatewayv1.HTTPRouteSpec, t Target) (i int, why string, err
 }
 
 // namedRule finds MESHROLL_ROUTE: a rule of that name, else, for rules[N], the N-th rule.
+// meshroll's own rules are never named and not counted, so rules[N] means the same rule
+// while an A/B rule is in place as before.
 func namedRule(spec *gatewayv1.HTTPRouteSpec, t Target, obj string) (int, string, error) {
 	names := make([]string, 0, len(spec.Rules))
+	var user []int // indices of the rules that are not meshroll's
 	for i, r := range spec.Rules {
+		if managed(r) {
+			continue
+		}
 		if r.Name != nil && string(*r.Name) == t.Rule {
 			return i, "", nil // the API server keeps rule names unique
 		}
+		user = append(user, i)
 		names = append(names, ruleName(spec, i))
 	}
 	var n int
-	if _, err := fmt.Sscanf(t.Rule, "rules[%d]", &n); err == nil && fmt.Sprintf("rules[%d]", n) == t.Rule && n >= 0 && n < len(spec.Rules) {
-		return n, "", nil
+	if _, err := fmt.Sscanf(t.Rule, "rules[%d]", &n); err == nil && fmt.Sprintf("rules[%d]", n) == t.Rule && n >= 0 && n < len(user) {
+		return user[n], "", nil
 	}
 	return 0, "", traffic.Preflightf(traffic.ErrRouteNotFound, "MESHROLL_ROUTE=%q: %s has no rule of that name (it has: %s); set MESHROLL_ROUTE to one of them (rules[N] for the N-th, counting from 0) or leave it empty",
 		t.Rule, obj, strings.Join(names, ", "))
@@ -186,12 +229,24 @@ func catchAllRule(r gatewayv1.HTTPRouteRule) bool {
 	return false
 }
 
-// ruleName names rule i: its name, else rules[N].
+// managed says whether a rule is one meshroll inserted.
+func managed(r gatewayv1.HTTPRouteRule) bool {
+	return r.Name != nil && strings.HasPrefix(string(*r.Name), abRulePrefix)
+}
+
+// ruleName names rule i: its name, else rules[N] with N its index among the rules that are
+// not meshroll's (the index in the user's own manifest).
 func ruleName(spec *gatewayv1.HTTPRouteSpec, i int) string {
 	if n := spec.Rules[i].Name; n != nil && *n != "" {
 		return string(*n)
 	}
-	return fmt.Sprintf("rules[%d]", i)
+	n := 0
+	for _, r := range spec.Rules[:i] {
+		if !managed(r) {
+			n++
+		}
+	}
+	return fmt.Sprintf("rules[%d]", n)
 }
 
 // serviceOf is the Service a backendRef names, ok false when it names another kind.
@@ -285,15 +340,19 @@ func (s *State) elsewhere() map[traffic.Role][]string {
 		}
 		out[r] = append(out[r], what)
 	}
+	own := s.ownMirror()
 	for i, rule := range s.spec.Rules {
+		if i == s.abIndex {
+			continue // reported as Routing.ABRoute
+		}
 		name := "rule " + ruleName(s.spec, i)
 		for _, b := range rule.BackendRefs {
 			if r := roleOf(b, s.target); r != traffic.RoleOther && i != s.ruleIndex && weightOf(b) > 0 {
 				add(r, name)
 			}
 		}
-		for _, f := range rule.Filters {
-			if f.RequestMirror == nil {
+		for j, f := range rule.Filters {
+			if f.RequestMirror == nil || i == s.ruleIndex && j == own {
 				continue
 			}
 			b := gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{BackendObjectReference: f.RequestMirror.BackendRef}}
