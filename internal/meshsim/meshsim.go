@@ -18,6 +18,10 @@
 // destination hosts other than the VirtualService's own (only the subset counts, for mirrors
 // too), retries, timeouts, fault injection, redirects, delegation, JWT claims and the
 // VirtualService's top-level gateways.
+//
+// It can follow a mesh HTTPRoute (Gateway API's GAMMA) instead (Options.HTTPRoute): the
+// versions are then Services (Version.Service), and requests are routed as a mesh
+// implementation of Gateway API routes them; httproute.go says how, and what it leaves out.
 package meshsim
 
 import (
@@ -32,7 +36,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -43,64 +46,23 @@ import (
 // that answered.
 const SubsetHeader = "X-Meshsim-Subset"
 
-// Version is one deployed version of the service: a DestinationRule subset and the workload
-// (Deployment) behind it.
-type Version struct {
-	Subset   string // DestinationRule subset name, e.g. "v1"; also its pods' version label
-	Workload string // destination_workload label, e.g. "reviews-v1"
-}
-
-// Options say which VirtualService to follow and which versions exist.
-type Options struct {
-	Istio          istioclient.Interface
-	Namespace      string // of the VirtualService and the workloads
-	VirtualService string // name; its hosts[0] is the service
-	Versions       []Version
-}
-
-func (o Options) validate() error {
-	var errs []error
-	if o.Istio == nil {
-		errs = append(errs, errors.New("Istio client is nil"))
-	}
-	if o.Namespace == "" {
-		errs = append(errs, errors.New("Namespace is empty"))
-	}
-	if o.VirtualService == "" {
-		errs = append(errs, errors.New("VirtualService is empty"))
-	}
-	if len(o.Versions) == 0 {
-		errs = append(errs, errors.New("no Versions"))
-	}
-	seen := map[string]bool{}
-	for i, v := range o.Versions {
-		switch {
-		case v.Subset == "" || v.Workload == "":
-			errs = append(errs, fmt.Errorf("Versions[%d] needs both Subset and Workload", i))
-		case seen[v.Subset]:
-			errs = append(errs, fmt.Errorf("Versions[%d]: subset %q given twice", i, v.Subset))
-		}
-		seen[v.Subset] = true
-	}
-	return errors.Join(errs...)
-}
-
 // Mesh is a running data plane. Its methods are safe for concurrent use.
 type Mesh struct {
 	opts     Options
 	versions map[string]*backend // by subset; fixed after Start
 	ordered  []*backend          // Options.Versions order, for requests without a subset
+	subsets  map[string]string   // by Service (Version.Service), for an HTTPRoute's backendRefs
 	table    atomic.Pointer[routeTable]
 	metrics  *metrics
 
 	front, metricsSrv *http.Server
 	frontURL, metAddr string
 
-	factory  istioinformers.SharedInformerFactory
-	stop     chan struct{}
-	served   sync.WaitGroup
-	close    sync.Once
-	closeErr error
+	informers interface{ Shutdown() } // the factory of the routing object's informer
+	stop      chan struct{}
+	served    sync.WaitGroup
+	close     sync.Once
+	closeErr  error
 
 	// Mirrored copies in flight: they outlive the request they copy, so Close cancels them
 	// (shadowCtx) and waits. shadowMu orders every Add before Close's Wait.
@@ -111,10 +73,10 @@ type Mesh struct {
 	shadows     sync.WaitGroup
 }
 
-// Start begins watching the VirtualService and serving the front and the metrics, each on a
-// free port of 127.0.0.1. It returns once the first state of the VirtualService is in effect;
-// a VirtualService that does not exist (yet) spreads requests evenly across the versions, as
-// the Kubernetes Service alone would. ctx bounds the start-up; the mesh runs until Close.
+// Start begins watching the VirtualService (or HTTPRoute) and serving the front and the
+// metrics, each on a free port of 127.0.0.1. It returns once the first state of the object is
+// in effect; an object that does not exist (yet) spreads requests evenly across the versions,
+// as the Kubernetes Service alone would. ctx bounds the start-up; the mesh runs until Close.
 func Start(ctx context.Context, o Options) (*Mesh, error) {
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("failed to start mesh: %w", err)
@@ -141,12 +103,13 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	return m, nil
 }
 
-// newMesh is a mesh that neither watches nor serves yet, routing as if its VirtualService did
+// newMesh is a mesh that neither watches nor serves yet, routing as if its routing object did
 // not exist.
 func newMesh(o Options) *Mesh {
 	m := &Mesh{
 		opts:     o,
 		versions: make(map[string]*backend, len(o.Versions)),
+		subsets:  make(map[string]string, len(o.Versions)),
 		metrics:  newMetrics(),
 		stop:     make(chan struct{}),
 	}
@@ -156,8 +119,15 @@ func newMesh(o Options) *Mesh {
 		b.behaviour.Store(&behaviour{})
 		m.versions[v.Subset] = b
 		m.ordered = append(m.ordered, b)
+		if v.Service != "" {
+			m.subsets[v.Service] = v.Subset
+		}
 	}
-	m.table.Store(compile(nil, o.Namespace, o.VirtualService))
+	if o.HTTPRoute != "" {
+		m.table.Store(compileHTTPRoute(nil, o.Namespace, o.HTTPRoute, m.subsets))
+	} else {
+		m.table.Store(compile(nil, o.Namespace, o.VirtualService))
+	}
 	return m
 }
 
@@ -169,34 +139,54 @@ func (m *Mesh) serve(srv *http.Server, l net.Listener) {
 	}()
 }
 
-// watch starts an informer on the one VirtualService and waits until its handler has seen the
-// initial list, so routing follows the object from the moment Start returns.
+// watch starts an informer on the one routing object and waits until its handler has seen
+// the initial list, so routing follows the object from the moment Start returns.
 func (m *Mesh) watch(ctx context.Context) error {
-	m.factory = istioinformers.NewSharedInformerFactoryWithOptions(m.opts.Istio, 0,
+	if m.opts.HTTPRoute != "" {
+		return m.watchHTTPRoute(ctx)
+	}
+	factory := istioinformers.NewSharedInformerFactoryWithOptions(m.opts.Istio, 0,
 		istioinformers.WithNamespace(m.opts.Namespace),
 		istioinformers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.opts.VirtualService).String()
 		}),
 	)
-	informer := m.factory.Networking().V1().VirtualServices().Informer()
+	m.informers = factory
+	informer := factory.Networking().V1().VirtualServices().Informer()
+	return m.follow(ctx, "virtualservice "+m.opts.Namespace+"/"+m.opts.VirtualService, informer, factory.Start, func(obj any) *routeTable {
+		vs, ok := obj.(*networkingv1.VirtualService)
+		switch {
+		case obj == nil:
+			return compile(nil, m.opts.Namespace, m.opts.VirtualService)
+		case ok && vs.Name == m.opts.VirtualService:
+			return compile(vs, m.opts.Namespace, m.opts.VirtualService)
+		}
+		return nil
+	})
+}
+
+// follow routes by table(obj) on every add and update of the informer's object, by table(nil)
+// once it is deleted, and waits until the handler has seen the initial list. table returns
+// nil for an object that is not the one followed.
+func (m *Mesh) follow(ctx context.Context, what string, informer cache.SharedIndexInformer, start func(<-chan struct{}), table func(obj any) *routeTable) error {
 	update := func(obj any) {
-		if vs, ok := obj.(*networkingv1.VirtualService); ok && vs.Name == m.opts.VirtualService {
-			m.table.Store(compile(vs, m.opts.Namespace, m.opts.VirtualService))
+		if t := table(obj); t != nil {
+			m.table.Store(t)
 		}
 	}
 	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    update,
 		UpdateFunc: func(_, obj any) { update(obj) },
-		DeleteFunc: func(any) { m.table.Store(compile(nil, m.opts.Namespace, m.opts.VirtualService)) },
+		DeleteFunc: func(any) { m.table.Store(table(nil)) },
 	})
 	if err != nil {
-		return fmt.Errorf("failed to watch virtualservice %s/%s: %w", m.opts.Namespace, m.opts.VirtualService, err)
+		return fmt.Errorf("failed to watch %s: %w", what, err)
 	}
-	m.factory.Start(m.stop)
+	start(m.stop)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if !cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
-		return fmt.Errorf("failed to sync virtualservice %s/%s: %w", m.opts.Namespace, m.opts.VirtualService, context.Cause(ctx))
+		return fmt.Errorf("failed to sync %s: %w", what, context.Cause(ctx))
 	}
 	return nil
 }
@@ -222,8 +212,8 @@ func (m *Mesh) Close() error {
 		m.stopShadows()
 		m.shadows.Wait()
 		close(m.stop)
-		if m.factory != nil {
-			m.factory.Shutdown()
+		if m.informers != nil {
+			m.informers.Shutdown()
 		}
 		m.served.Wait()
 		m.closeErr = errors.Join(errs...)
@@ -303,8 +293,10 @@ func (m *Mesh) Mirrored(subset string) int64 {
 // Weights are the weights per subset that the data plane applies right now to a request that
 // matches no header rule (GET / with no headers): those of the route such a request selects,
 // with a single destination without weight, or all-zero weights, as 100 to the first
-// destination. The key "" is a destination without subset (spread over all versions). Empty
-// when no route would take the request.
+// destination (an HTTPRoute's all-zero weights stay 0: its rule answers 500). The key "" is a
+// destination without subset (spread over all versions); "!name" an HTTPRoute's backendRef
+// that is no version's Service. Weights of an HTTPRoute are relative, as written. Empty when
+// no route would take the request.
 func (m *Mesh) Weights() map[string]int {
 	t := m.table.Load()
 	r, _ := http.NewRequest(http.MethodGet, "/", nil)

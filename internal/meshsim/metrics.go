@@ -75,6 +75,7 @@ type sample struct {
 	reporter  string
 	namespace string // of the source workload
 	service   service
+	app       string   // the versions' app label (canonical service); "" for service.name
 	version   *Version // nil: the request reached no workload
 	code      int
 	flags     string // Envoy response flags, "-" for none
@@ -89,6 +90,9 @@ func (m *metrics) record(s sample) {
 		// from app and the canonical revision and destination_version from version.
 		workload, workloadNS, version = s.version.Workload, s.namespace, s.version.Subset
 		canonicalService, canonicalRevision = s.service.name, s.version.Subset
+		if s.app != "" {
+			canonicalService = s.app
+		}
 	}
 	// Only the server's proxy knows how the connection came in: mutual TLS from the client's
 	// proxy, or plaintext ("none"); the client's proxy reports "unknown".

@@ -11,11 +11,14 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 )
 
-// routeTable is a VirtualService compiled for matching: regular expressions are parsed once
-// per change of the object, not once per request.
+// routeTable is a VirtualService or an HTTPRoute compiled for matching: regular expressions
+// are parsed once per change of the object, not once per request.
 type routeTable struct {
-	service service
-	routes  []route
+	service service // the service the callers call
+	// app is the app label of every version's pods, Istio's canonical service; "" for
+	// service.name.
+	app    string
+	routes []route
 }
 
 // service is the destination service as Istio's metrics name it.
@@ -29,18 +32,39 @@ type route struct {
 	dests   []destination  // empty: no route (NR)
 	total   int            // sum of weights
 	mirrors []mirror       // where copies of the route's requests also go
+	// gateway is Gateway API's behaviour for a rule with no valid backend to send a request
+	// to (all weights 0, no backendRefs, or the one drawn names no version): 500. A
+	// VirtualService route sends all-zero weights to its first destination, and answers 503
+	// (Envoy's cluster not found) for a subset no version has.
+	gateway bool
 }
 
 // mirror is one of a route's mirror policies: mirror with mirrorPercentage (or the deprecated
 // mirrorPercent), or an entry of mirrors.
 type mirror struct {
-	subset  string  // empty: any version
-	percent float64 // share of the route's requests copied, in (0, 100]
+	subset  string   // empty: any version
+	percent float64  // share of the route's requests copied, in (0, 100]
+	service *service // as the metrics name it; nil: the table's
 }
 
 type destination struct {
 	subset string // empty: any endpoint of the service, i.e. any version
 	weight int
+	// service is the destination service as the metrics name it (an HTTPRoute's backendRef);
+	// nil: the table's.
+	service *service
+	// unknown names a backendRef that is no version (another Service, another kind or
+	// namespace): an invalid backend, whose share of the requests gets 500.
+	unknown string
+}
+
+// key names the destination in Weights: its subset, or "!" and the name of a backendRef that
+// is no version.
+func (d destination) key() string {
+	if d.unknown != "" {
+		return "!" + d.unknown
+	}
+	return d.subset
 }
 
 // matchRequest is one HTTPMatchRequest: all its conditions must hold.
@@ -62,12 +86,18 @@ type matchRequest struct {
 type stringMatch struct {
 	exact, prefix string
 	re            *regexp.Regexp
+	// elements makes prefix a Gateway API PathPrefix, matched path element by path element
+	// ("/abc" matches /abc, /abc/ and /abc/def, not /abcd), its trailing "/" dropped ("" for
+	// "/": every path).
+	elements bool
 }
 
 func (s *stringMatch) match(v string, ignoreCase bool) bool {
 	switch {
 	case s.re != nil:
 		return s.re.MatchString(v)
+	case s.elements:
+		return s.prefix == "" || v == s.prefix || strings.HasPrefix(v, s.prefix+"/")
 	case ignoreCase && s.prefix != "":
 		return len(v) >= len(s.prefix) && strings.EqualFold(v[:len(s.prefix)], s.prefix)
 	case s.prefix != "":
@@ -314,9 +344,10 @@ func (t *routeTable) selectRoute(r *http.Request) *route {
 }
 
 // pick draws a destination in proportion to the weights. A single destination without a
-// weight, and all-zero weights, send everything to the first destination.
+// weight, and all-zero weights, send everything to the first destination; with Gateway API's
+// behaviour all-zero weights send nothing anywhere.
 func (rt *route) pick() (destination, bool) {
-	if len(rt.dests) == 0 {
+	if len(rt.dests) == 0 || rt.total <= 0 && rt.gateway {
 		return destination{}, false
 	}
 	if rt.total <= 0 {
@@ -338,15 +369,11 @@ func (rt *route) weights() map[string]int {
 	if len(rt.dests) == 0 {
 		return w
 	}
-	if rt.total <= 0 {
-		for _, d := range rt.dests {
-			w[d.subset] += 0
-		}
-		w[rt.dests[0].subset] = 100
-		return w
-	}
 	for _, d := range rt.dests {
-		w[d.subset] += d.weight
+		w[d.key()] += d.weight
+	}
+	if rt.total <= 0 && !rt.gateway {
+		w[rt.dests[0].key()] = 100
 	}
 	return w
 }

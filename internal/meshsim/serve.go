@@ -36,25 +36,33 @@ func (bh *behaviour) draw() time.Duration {
 }
 
 // serveFront plays the caller's sidecar and the destination's: it routes the request by the
-// VirtualService as it is now, serves it from the chosen version, mirrors it where the route
-// says, and records what both proxies would report.
+// VirtualService or HTTPRoute as it is now, serves it from the chosen version, mirrors it
+// where the route says, and records what both proxies would report.
 func (m *Mesh) serveFront(w http.ResponseWriter, r *http.Request) {
 	t := m.table.Load()
-	src := sample{reporter: reporterSource, namespace: m.opts.Namespace, service: t.service}
+	src := sample{reporter: reporterSource, namespace: m.opts.Namespace, service: t.service, app: t.app}
 
 	var b *backend
 	rt := t.selectRoute(r)
 	if rt != nil {
-		if d, ok := rt.pick(); ok {
+		if d, ok := rt.pick(); ok && d.unknown == "" {
 			b = m.backendFor(d.subset)
+			if d.service != nil {
+				src.service = *d.service
+			}
 		}
 	}
 	if b == nil {
 		// Envoy answers a request without a route with 404 and one whose cluster (subset) does
 		// not exist with 503, both flagged NR; no workload sees it, so only the source reports.
-		src.code = http.StatusServiceUnavailable
-		if rt == nil {
+		// Gateway API answers a rule without a valid backend for the request with 500.
+		switch {
+		case rt == nil:
 			src.code = http.StatusNotFound
+		case rt.gateway:
+			src.code = http.StatusInternalServerError
+		default:
+			src.code = http.StatusServiceUnavailable
 		}
 		src.flags = "NR"
 		m.metrics.record(src)
@@ -99,8 +107,12 @@ func (m *Mesh) mirror(t *routeTable, rt *route) {
 		if b == nil {
 			continue // no such cluster: the copy goes nowhere and nobody reports it
 		}
+		svc := t.service
+		if mr.service != nil {
+			svc = *mr.service
+		}
 		m.goShadow(func(ctx context.Context) {
-			dst := sample{reporter: reporterDestination, namespace: m.opts.Namespace, service: t.service, version: &b.version, plaintext: b.plaintext.Load()}
+			dst := sample{reporter: reporterDestination, namespace: m.opts.Namespace, service: svc, app: t.app, version: &b.version, plaintext: b.plaintext.Load()}
 			dst.code, dst.flags, dst.elapsed = b.serve(ctx)
 			if dst.code != 0 { // 0: cut by Close, not something a proxy would see
 				m.metrics.record(dst)
