@@ -104,6 +104,9 @@ func inputsOf(cfg config.Config) map[string]string {
 		steps = joinInts(cfg.Steps)
 	}
 	in := map[string]string{
+		// The Lease is named after the routing object, whatever its kind: the kind tells a
+		// VirtualService's rollout from an HTTPRoute's of the same name.
+		"MESHROLL_HTTP_ROUTE":        cfg.HTTPRoute,
 		"MESHROLL_ROUTE":             cfg.Route,
 		"MESHROLL_STABLE_SUBSET":     cfg.StableSubset,
 		"MESHROLL_CANARY_SUBSET":     cfg.CanarySubset,
