@@ -92,12 +92,20 @@ func newRig(tb testing.TB, o rigOptions) *rig {
 			tb.Fatal(err)
 		}
 	}
-	setup, cancel := context.WithTimeout(tb.Context(), rigSetupTimeout)
-	defer cancel()
-	mesh, err := meshsim.Start(setup, meshsim.Options{
+	return startRig(tb, env, o, meshsim.Options{
 		Istio: env.Istio, Namespace: ns, VirtualService: "reviews",
 		Versions: []meshsim.Version{{Subset: "v1", Workload: "reviews-v1"}, {Subset: "v2", Workload: "reviews-v2"}},
 	})
+}
+
+// startRig starts the rig's mesh as mo says, Prometheus, and the load, in the namespace of mo
+// where the routing object, the Deployments and whatever else the mesh follows are in place.
+func startRig(tb testing.TB, env *testenv.Env, o rigOptions, mo meshsim.Options) *rig {
+	tb.Helper()
+	ns := mo.Namespace
+	setup, cancel := context.WithTimeout(tb.Context(), rigSetupTimeout)
+	defer cancel()
+	mesh, err := meshsim.Start(setup, mo)
 	if err != nil {
 		tb.Fatal(err)
 	}
