@@ -13,10 +13,16 @@ import (
 // namespace.
 type Permission struct {
 	Verb, Group, Resource, Subresource, Namespace string
+	// Name, when set, is the one object the verb is needed on (a Role's resourceNames).
+	Name string
 }
 
-// String says it for messages: "update deployments.apps/scale in namespace shop".
+// String says it for messages: "update deployments.apps/scale in namespace shop", "get
+// services/proxy named prometheus in namespace istio-system".
 func (a Permission) String() string {
+	if a.Name != "" {
+		return fmt.Sprintf("%s %s named %s in namespace %s", a.Verb, a.ResourceName(), a.Name, a.Namespace)
+	}
 	return fmt.Sprintf("%s %s in namespace %s", a.Verb, a.ResourceName(), a.Namespace)
 }
 
@@ -40,7 +46,7 @@ func Missing(ctx context.Context, k kubernetes.Interface, needs []Permission) ([
 	var missing []Permission
 	for _, n := range needs {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.Namespace, Verb: n.Verb, Group: n.Group, Resource: n.Resource, Subresource: n.Subresource},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: n.Namespace, Verb: n.Verb, Group: n.Group, Resource: n.Resource, Subresource: n.Subresource, Name: n.Name},
 		}}
 		var got *authorizationv1.SelfSubjectAccessReview
 		err := Retry(ctx, func(ctx context.Context) error {

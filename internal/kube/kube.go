@@ -41,6 +41,9 @@ type Clients struct {
 	Namespace string
 	// Host is the API server's address, for messages.
 	Host string
+	// Config is the cluster access the clients were built from: what reaches the API server
+	// beside them (ServiceProxy) uses the same server, credentials and TLS.
+	Config *rest.Config
 }
 
 // kubeconfigBytes accepts a kubeconfig as YAML or as base64 of YAML.
@@ -117,5 +120,5 @@ func Connect(a Access) (Clients, error) {
 	if err != nil {
 		return Clients{}, fmt.Errorf("failed to create the Gateway API client: %w", err)
 	}
-	return Clients{Kube: kube, Istio: istio, Gateway: gateway, Namespace: ns, Host: cfg.Host}, nil
+	return Clients{Kube: kube, Istio: istio, Gateway: gateway, Namespace: ns, Host: cfg.Host, Config: cfg}, nil
 }
