@@ -88,10 +88,20 @@ func TestBackendsPlanAlike(t *testing.T) {
 			route:   []dest{{traffic.RoleStable, 50}, {traffic.RoleOther, 50}},
 			stages:  []traffic.Desired{{CanaryWeight: 60}},
 			wantErr: traffic.ErrWeightTooLarge},
+		{name: "a promotion that prunes the versions left at 0",
+			route:  []dest{{traffic.RoleOther, 0}, {traffic.RoleStable, 50}, {traffic.RoleCanary, 50}},
+			stages: []traffic.Desired{{CanaryWeight: 100, Prune: true}, {CanaryWeight: 100}, {CanaryWeight: 0}},
+			// Promoted and pruned, the route is left alone at 100 and rolled back with the stable
+			// destination appended again.
+			want: []string{"canary 100", "unchanged", "canary 0, stable 100"}},
+		{name: "pruning only ever follows a promotion",
+			route:  []dest{{traffic.RoleOther, 0}, {traffic.RoleStable, 50}, {traffic.RoleCanary, 50}},
+			stages: []traffic.Desired{{CanaryWeight: 60, Prune: true}},
+			want:   []string{"other 0, stable 40, canary 60"}},
 		{name: "mirror, A/B, weights, promotion",
-			route: []dest{{traffic.RoleStable, 100}},
+			route:  []dest{{traffic.RoleStable, 100}},
 			stages: []traffic.Desired{{KeepWeights: true, MirrorPercent: 50}, {KeepWeights: true, AB: true}, {CanaryWeight: 20, AB: true}, {CanaryWeight: 100}},
-			want: []string{"stable 100, mirror 50", "stable 100, ab", "stable 80, canary 20, ab", "stable 0, canary 100"}},
+			want:   []string{"stable 100, mirror 50", "stable 100, ab", "stable 80, canary 20, ab", "stable 0, canary 100"}},
 	}
 	for _, tt := range tests {
 		for _, b := range backends {

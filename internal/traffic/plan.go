@@ -82,6 +82,9 @@ func (r Routing) CanaryWeight() int {
 type Desired struct {
 	CanaryWeight int  `json:"canaryWeight"`
 	KeepWeights  bool `json:"keepWeights,omitempty"` // leave the weights as they are
+	// Prune, with a CanaryWeight of 100, removes from the route the destinations left with
+	// weight 0 (the old stable version, older versions): MESHROLL_PRUNE after a promotion.
+	Prune bool `json:"prune,omitempty"`
 	// AB puts meshroll's A/B route in place (the backend knows its conditions); false removes
 	// it.
 	AB bool `json:"ab,omitempty"`
@@ -94,6 +97,38 @@ type Desired struct {
 	Expect *Routing `json:"-"`
 	// Why is recorded, with the change, in the Event a write leaves on the routing object.
 	Why Why `json:"-"`
+}
+
+// Pruned marks, for a promotion with Prune, the first n destinations of want (the planned
+// destinations, those the route has first) left with weight 0 that are not the canary: they
+// are removed from the route.
+func (d Desired) Pruned(want []Destination, n int) map[int]bool {
+	out := map[int]bool{}
+	if !d.Prune || d.CanaryWeight != 100 {
+		return out
+	}
+	for j := range min(n, len(want)) {
+		if want[j].Role != RoleCanary && want[j].Weight == 0 {
+			out[j] = true
+		}
+	}
+	return out
+}
+
+// Pruned says whether a route is one a pruned promotion left: no stable destination, and the
+// canary with all the traffic. Such a route can still be rolled back: the stable destination
+// is appended again.
+func Pruned(ds []Destination) bool {
+	canary, stable := 0, 0
+	for _, d := range ds {
+		switch {
+		case d.Role == RoleStable:
+			stable++
+		case d.Role == RoleCanary && d.Weight == 100:
+			canary++
+		}
+	}
+	return stable == 0 && canary == 1
 }
 
 // Why says, in an Event on the routing object, why a run changed it (or stopped).
@@ -229,17 +264,32 @@ func (c Change) Describe() string {
 	return strings.Join(parts, "; ")
 }
 
-// DescribeChange renders weights before and after: "v1 90 → 75, v2 10 → 25".
+// DescribeChange renders weights before and after: "v1 90 → 75, v2 10 → 25"; a destination
+// that was appended reads "v2 – → 10", one that was removed "v1 0 → removed".
 func DescribeChange(before, after []Destination) string {
 	parts := make([]string, 0, len(after))
-	for i, d := range after {
+	seen := map[Destination]bool{}
+	for _, d := range after {
 		was := "–"
-		if i < len(before) {
-			was = fmt.Sprint(before[i].Weight)
+		for _, b := range before {
+			if b.same(d) && !seen[b] {
+				was, seen[b] = fmt.Sprint(b.Weight), true
+				break
+			}
 		}
 		parts = append(parts, fmt.Sprintf("%s %s → %d", d.Label(), was, d.Weight))
 	}
+	for _, b := range before {
+		if !seen[b] {
+			parts = append(parts, fmt.Sprintf("%s %d → removed", b.Label(), b.Weight))
+		}
+	}
 	return strings.Join(parts, ", ")
+}
+
+// same says whether two destinations are one, whatever their weights.
+func (d Destination) same(o Destination) bool {
+	return d.Host == o.Host && d.Subset == o.Subset && d.Port == o.Port && d.Role == o.Role
 }
 
 // DescribeWeights renders destinations for a log line: "v1 75, v2 25"; relative weights that

@@ -24,7 +24,7 @@ func (s *State) Plan(d traffic.Desired) (traffic.Change, error) {
 	var ops []traffic.PatchOp
 	if !d.KeepWeights {
 		var err error
-		if ops, err = s.planWeights(d.CanaryWeight); err != nil {
+		if ops, err = s.planWeights(d); err != nil {
 			return traffic.Change{}, err
 		}
 	}
@@ -55,7 +55,8 @@ func (s *State) rulePath() string { return fmt.Sprintf("/spec/rules/%d", s.ruleI
 // planWeights sets the weights of the steered rule's backends (traffic.SplitShares),
 // appending a backendRef to the canary Service, on the stable backend's port, when the rule
 // has none and the canary is to get traffic.
-func (s *State) planWeights(canary int) ([]traffic.PatchOp, error) {
+func (s *State) planWeights(d traffic.Desired) ([]traffic.PatchOp, error) {
+	canary := d.CanaryWeight
 	current := s.routing.Destinations
 	appendCanary := s.index(traffic.RoleCanary) < 0 && canary > 0
 	if appendCanary {
@@ -63,15 +64,23 @@ func (s *State) planWeights(canary int) ([]traffic.PatchOp, error) {
 		c := traffic.Destination{Host: s.target.label(s.target.service(traffic.RoleCanary)), Port: stable.Port, Role: traffic.RoleCanary}
 		current = append(append([]traffic.Destination(nil), current...), c)
 	}
+	// After a pruned promotion the stable backend is back for anything but 100.
+	appendStable := s.index(traffic.RoleStable) < 0 && canary < 100
+	if appendStable {
+		c := current[s.index(traffic.RoleCanary)]
+		st := traffic.Destination{Host: s.target.label(s.target.service(traffic.RoleStable)), Port: c.Port, Role: traffic.RoleStable}
+		current = append(append([]traffic.Destination(nil), current...), st)
+	}
 	want, err := traffic.SplitShares(current, canary, s.where())
 	if err != nil {
 		return nil, err
 	}
 	rule := s.spec.Rules[s.ruleIndex]
+	pruned := d.Pruned(want, len(rule.BackendRefs))
 	var ops []traffic.PatchOp
 	for j, b := range rule.BackendRefs {
 		// An unset weight is 1: it is written when it must change, never merely spelt out.
-		if weightOf(b) == want[j].Raw {
+		if weightOf(b) == want[j].Raw || pruned[j] {
 			continue
 		}
 		path := fmt.Sprintf("%s/backendRefs/%d", s.rulePath(), j)
@@ -82,17 +91,37 @@ func (s *State) planWeights(canary int) ([]traffic.PatchOp, error) {
 		// "add" sets a member whether or not it exists: an absent weight is added.
 		ops = append(ops, traffic.PatchOp{Op: "add", Path: path + "/weight", Value: want[j].Raw})
 	}
-	if appendCanary {
-		c := want[len(want)-1]
-		svc := s.target.service(traffic.RoleCanary)
-		ref := map[string]any{"name": svc.name, "weight": c.Raw}
+	for _, appended := range []struct {
+		yes  bool
+		role traffic.Role
+	}{{appendCanary, traffic.RoleCanary}, {appendStable, traffic.RoleStable}} {
+		if !appended.yes {
+			continue
+		}
+		d := want[len(want)-1]
+		svc := s.target.service(appended.role)
+		ref := map[string]any{"name": svc.name, "weight": d.Raw}
 		if svc.namespace != s.target.Namespace {
 			ref["namespace"] = svc.namespace
 		}
-		if c.Port != 0 {
-			ref["port"] = c.Port
+		if d.Port != 0 {
+			ref["port"] = d.Port
 		}
 		ops = append(ops, traffic.PatchOp{Op: "add", Path: s.rulePath() + "/backendRefs/-", Value: ref})
+	}
+	// Last, and from the end, so that each removal leaves the indices before it in place.
+	for j := len(rule.BackendRefs) - 1; j >= 0; j-- {
+		if pruned[j] {
+			path := fmt.Sprintf("%s/backendRefs/%d", s.rulePath(), j)
+			ops = append(ops, traffic.PatchOp{Op: "test", Path: path + "/name", Value: string(rule.BackendRefs[j].Name)},
+				traffic.PatchOp{Op: "remove", Path: path})
+		}
+	}
+	switch {
+	case pruned[s.index(traffic.RoleStable)]:
+		ops = append(ops, traffic.AnnotationOps(s.annotations, traffic.PrunedAnnotation, s.routing.Route, false)...)
+	case appendStable && s.annotations[traffic.PrunedAnnotation] == s.routing.Route:
+		ops = append(ops, traffic.AnnotationOps(s.annotations, traffic.PrunedAnnotation, s.routing.Route, true)...)
 	}
 	return ops, nil
 }

@@ -11,9 +11,8 @@ import (
 	"github.com/meshroll/meshroll/internal/traffic"
 )
 
-// mirrorAnnotation marks the mirror meshroll set: its value is the name of the rule that
-// carries it. A mirror to the canary without it is the user's, and is never removed.
-const mirrorAnnotation = "meshroll.dev/mirror"
+// mirrorAnnotation marks meshroll's mirror (see traffic.MirrorAnnotation).
+const mirrorAnnotation = traffic.MirrorAnnotation
 
 // ownMirror is the index, among the steered rule's filters, of meshroll's RequestMirror
 // filter (marked by the annotation, and still mirroring to the canary Service), else -1.
@@ -53,14 +52,7 @@ func mirrorPercent(m *gatewayv1.HTTPRequestMirrorFilter) float64 {
 
 // markMirror sets (or, with clear, removes) the annotation that marks meshroll's mirror.
 func (s *State) markMirror(clear bool) []traffic.PatchOp {
-	const path = "/metadata/annotations/meshroll.dev~1mirror"
-	switch {
-	case clear:
-		return []traffic.PatchOp{{Op: "test", Path: path, Value: s.routing.Route}, {Op: "remove", Path: path}}
-	case len(s.annotations) == 0: // an empty map is not in the object either
-		return []traffic.PatchOp{{Op: "add", Path: "/metadata/annotations", Value: map[string]any{mirrorAnnotation: s.routing.Route}}}
-	}
-	return []traffic.PatchOp{{Op: "add", Path: path, Value: s.routing.Route}}
+	return traffic.AnnotationOps(s.annotations, mirrorAnnotation, s.routing.Route, clear)
 }
 
 // mirrorFilter is meshroll's RequestMirror filter: percent of the requests to the canary

@@ -310,6 +310,12 @@ func (s *State) index(r traffic.Role) int {
 	return -1
 }
 
+// pruned says whether the rule is one a promotion with MESHROLL_PRUNE left: marked so, and the
+// canary alone at 100.
+func (s *State) pruned() bool {
+	return s.annotations[traffic.PrunedAnnotation] == s.routing.Route && traffic.Pruned(s.routing.Destinations)
+}
+
 // checkRule rejects a rule meshroll cannot steer safely.
 func (s *State) checkRule() error {
 	count := map[traffic.Role]int{}
@@ -318,7 +324,7 @@ func (s *State) checkRule() error {
 	}
 	t := s.target
 	switch {
-	case count[traffic.RoleStable] == 0:
+	case count[traffic.RoleStable] == 0 && !s.pruned():
 		return traffic.Preflightf(traffic.ErrSubsetNotInRoute, "%s has no backendRef to the stable Service %s: check MESHROLL_STABLE_SERVICE or add that backendRef", s.where(), t.label(t.service(traffic.RoleStable)))
 	case count[traffic.RoleStable] > 1:
 		return traffic.Preflightf(traffic.ErrAmbiguousRoute, "%s has %d backendRefs to the stable Service %s: meshroll steers rules with one", s.where(), count[traffic.RoleStable], t.label(t.service(traffic.RoleStable)))

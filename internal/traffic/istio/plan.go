@@ -109,6 +109,30 @@ func (s *State) canaryDestination() traffic.Destination {
 	return traffic.Destination{Host: host, Subset: s.target.CanarySubset, Port: stable.Port, Role: traffic.RoleCanary}
 }
 
+// markPruned marks the route as pruned when the stable destination goes (prune), and drops
+// the mark when it comes back (back).
+func (s *State) markPruned(prune, back bool) []traffic.PatchOp {
+	switch {
+	case prune:
+		return traffic.AnnotationOps(s.annotations, traffic.PrunedAnnotation, s.routing.Route, false)
+	case back && s.annotations[traffic.PrunedAnnotation] == s.routing.Route:
+		return traffic.AnnotationOps(s.annotations, traffic.PrunedAnnotation, s.routing.Route, true)
+	}
+	return nil
+}
+
+// stableDestination is where the stable version is reached when a pruned promotion removed
+// it: its Service when given, else the canary destination's host; its subset when given; the
+// canary destination's port.
+func (s *State) stableDestination() traffic.Destination {
+	canary := s.routing.Destinations[s.index(traffic.RoleCanary)]
+	host := canary.Host
+	if s.target.StableService != "" {
+		host = s.target.StableService
+	}
+	return traffic.Destination{Host: host, Subset: s.target.StableSubset, Port: canary.Port, Role: traffic.RoleStable}
+}
+
 // destinationJSON is d as a VirtualService destination.
 func destinationJSON(d traffic.Destination) map[string]any {
 	v := map[string]any{"host": d.Host}
@@ -135,20 +159,26 @@ func (s *State) planWeights(d traffic.Desired) ([]traffic.PatchOp, error) {
 	if appendCanary {
 		current = append(append([]traffic.Destination(nil), current...), s.canaryDestination())
 	}
+	// After a pruned promotion the stable destination is back for anything but 100.
+	appendStable := s.index(traffic.RoleStable) < 0 && d.CanaryWeight < 100
+	if appendStable {
+		current = append(append([]traffic.Destination(nil), current...), s.stableDestination())
+	}
 	want, err := traffic.SplitWeights(current, d.CanaryWeight, s.where())
 	if err != nil {
 		return nil, err
 	}
 	route := s.spec.Http[s.routeIndex]
+	pruned := d.Pruned(want, len(route.Route))
 	var ops []traffic.PatchOp
 	for j, rd := range route.Route {
 		// Compare with the weight that takes effect: a lone destination without a weight gets
 		// all traffic, until the appended canary makes it one of two.
 		have := current[j].Weight
-		if appendCanary {
+		if appendCanary || appendStable {
 			have = int(rd.Weight)
 		}
-		if have == want[j].Weight {
+		if have == want[j].Weight || pruned[j] {
 			continue
 		}
 		ops = append(ops, pinDestination(s.routePath(), j, rd.Destination)...)
@@ -159,7 +189,18 @@ func (s *State) planWeights(d traffic.Desired) ([]traffic.PatchOp, error) {
 		c := want[len(want)-1]
 		ops = append(ops, traffic.PatchOp{Op: "add", Path: s.routePath() + "/route/-", Value: map[string]any{"destination": destinationJSON(c), "weight": c.Weight}})
 	}
-	return ops, nil
+	if appendStable {
+		st := want[len(want)-1]
+		ops = append(ops, traffic.PatchOp{Op: "add", Path: s.routePath() + "/route/-", Value: map[string]any{"destination": destinationJSON(st), "weight": st.Weight}})
+	}
+	// Last, and from the end, so that each removal leaves the indices before it in place.
+	for j := len(route.Route) - 1; j >= 0; j-- {
+		if pruned[j] {
+			ops = append(ops, pinDestination(s.routePath(), j, route.Route[j].Destination)...)
+			ops = append(ops, traffic.PatchOp{Op: "remove", Path: fmt.Sprintf("%s/route/%d", s.routePath(), j)})
+		}
+	}
+	return append(ops, s.markPruned(pruned[s.index(traffic.RoleStable)], appendStable)...), nil
 }
 
 // pinDestination tests the host and subset of destination j of the route at base, so that a

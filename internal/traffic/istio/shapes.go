@@ -25,9 +25,8 @@ func mirrorPercent(r *networking.HTTPRoute) float64 {
 	return 100
 }
 
-// mirrorAnnotation marks the mirror meshroll set: its value is the name of the route that
-// carries it. A mirror to the canary without it is the user's, and is never removed.
-const mirrorAnnotation = "meshroll.dev/mirror"
+// mirrorAnnotation marks meshroll's mirror (see traffic.MirrorAnnotation).
+const mirrorAnnotation = traffic.MirrorAnnotation
 
 // ownsMirror says whether the steered route's mirror is meshroll's: marked by the annotation,
 // and still pointing at the canary.
@@ -39,14 +38,7 @@ func (s *State) ownsMirror() bool {
 
 // markMirror sets (or, with clear, removes) the annotation that marks meshroll's mirror.
 func (s *State) markMirror(clear bool) []traffic.PatchOp {
-	const path = "/metadata/annotations/meshroll.dev~1mirror"
-	switch {
-	case clear:
-		return []traffic.PatchOp{{Op: "test", Path: path, Value: s.routing.Route}, {Op: "remove", Path: path}}
-	case len(s.annotations) == 0: // an empty map is not in the object either
-		return []traffic.PatchOp{{Op: "add", Path: "/metadata/annotations", Value: map[string]any{mirrorAnnotation: s.routing.Route}}}
-	}
-	return []traffic.PatchOp{{Op: "add", Path: path, Value: s.routing.Route}}
+	return traffic.AnnotationOps(s.annotations, mirrorAnnotation, s.routing.Route, clear)
 }
 
 // planMirror sets meshroll's mirror (the canary destination) on the steered route at percent,

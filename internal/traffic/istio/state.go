@@ -329,6 +329,12 @@ func (s *State) index(r traffic.Role) int {
 	return -1
 }
 
+// pruned says whether the route is one a promotion with MESHROLL_PRUNE left: marked so, and
+// the canary alone at 100.
+func (s *State) pruned() bool {
+	return s.annotations[traffic.PrunedAnnotation] == s.routing.Route && traffic.Pruned(s.routing.Destinations)
+}
+
 // checkRoute rejects a route meshroll cannot steer safely.
 func (s *State) checkRoute() error {
 	count := map[traffic.Role]int{}
@@ -337,7 +343,7 @@ func (s *State) checkRoute() error {
 	}
 	where := s.where()
 	switch {
-	case count[traffic.RoleStable] == 0:
+	case count[traffic.RoleStable] == 0 && !s.pruned():
 		st := s.target.side(traffic.RoleStable)
 		return traffic.Preflightf(traffic.ErrSubsetNotInRoute, "%s has no destination with the stable %s: check %s or add that destination", where, st, strings.Join(st.vars(), " and "))
 	case count[traffic.RoleStable] > 1:
