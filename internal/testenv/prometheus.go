@@ -29,9 +29,10 @@ const (
 	maxScrapeTimeout = 10 * time.Second
 )
 
-// Prometheus is a prometheus server started by StartPrometheus, listening on loopback only.
+// Prometheus is a prometheus server started by StartPrometheus, listening on loopback only
+// (or by StartPrometheusAt, on the address given).
 type Prometheus struct {
-	URL string // http://127.0.0.1:port, the base of /api/v1/...
+	URL string // http://127.0.0.1:port (or the host given), the base of /api/v1/...
 
 	dir  string
 	cmd  *exec.Cmd
@@ -51,6 +52,12 @@ type Prometheus struct {
 // a fixed 5s tick, so the first samples are queryable about 5s after start-up whatever the
 // scrape interval. Start it early; WaitForSeries tells when data is there.
 func StartPrometheus(ctx context.Context, targets []string, scrapeInterval time.Duration) (*Prometheus, error) {
+	return StartPrometheusAt(ctx, "127.0.0.1", targets, scrapeInterval)
+}
+
+// StartPrometheusAt is StartPrometheus listening on host, an address of this machine: one from
+// ServiceAddress, for a Prometheus the test API server reaches through its service proxy.
+func StartPrometheusAt(ctx context.Context, host string, targets []string, scrapeInterval time.Duration) (*Prometheus, error) {
 	bin, err := exec.LookPath(PrometheusBinary)
 	if err != nil {
 		return nil, fmt.Errorf("%w: no %s binary on PATH; run `make tools` (Debian package prometheus): %v", ErrAssetsMissing, PrometheusBinary, err)
@@ -71,7 +78,7 @@ func StartPrometheus(ctx context.Context, targets []string, scrapeInterval time.
 	// Prometheus binds it: then Prometheus exits at once and we try again on another port.
 	var errs []error
 	for try := 0; try < prometheusStartTries; try++ {
-		p, err := startPrometheus(ctx, bin, dir, config)
+		p, err := startPrometheus(ctx, bin, dir, config, host)
 		if err == nil {
 			return p, nil
 		}
@@ -85,12 +92,12 @@ func StartPrometheus(ctx context.Context, targets []string, scrapeInterval time.
 
 var errExitedEarly = errors.New("prometheus exited before it was ready")
 
-func startPrometheus(ctx context.Context, bin, dir, config string) (*Prometheus, error) {
-	port, err := freePort()
+func startPrometheus(ctx context.Context, bin, dir, config, host string) (*Prometheus, error) {
+	port, err := freePort(host)
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	logPath := filepath.Join(dir, "prometheus-"+strconv.Itoa(port)+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -278,8 +285,8 @@ func prometheusConfig(targets []string, interval time.Duration) []byte {
 	return out
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("failed to find a free port: %w", err)
 	}
