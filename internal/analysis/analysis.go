@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -75,6 +76,9 @@ type Settings struct {
 	// Namespace is the destination_workload_namespace of both workloads:
 	// MESHROLL_NAMESPACE, or else the kubeconfig context's namespace.
 	Namespace string
+	// Proxy, when set, is how Prometheus is reached instead of PrometheusURL: through the
+	// Kubernetes API server's service proxy (MESHROLL_PROMETHEUS_SERVICE).
+	Proxy *Proxy
 
 	// Retries is the number of attempts one query gets inside an interval
 	// (default 3: one try and two retries); Backoff is the wait before the
@@ -87,7 +91,9 @@ type Settings struct {
 // Analyzer runs the checks of one rollout against Prometheus. It is safe for
 // concurrent use.
 type Analyzer struct {
-	api      v1.API
+	mu       sync.Mutex
+	api      v1.API // nil through a proxy until open
+	where    string // names Prometheus in messages
 	settings Settings
 	window   string        // the Interval as PromQL, e.g. "30s"
 	budget   time.Duration // the most one query may take, retries included
@@ -98,7 +104,8 @@ type Analyzer struct {
 }
 
 // New builds the Prometheus client and renders the queries. It does no network
-// I/O (reading CAFile is its only I/O). s.Analysis is taken as config
+// I/O (reading CAFile is its only I/O); through a proxy, the client is built
+// when the proxy opens, before the first query. s.Analysis is taken as config
 // validated it; New checks only what config cannot know: the namespace
 // (resolved after loading), the CA file's contents and the retry bounds.
 // Every problem is reported at once.
@@ -118,6 +125,9 @@ func New(s Settings) (*Analyzer, error) {
 	if s.Retries < 0 || s.Backoff < 0 {
 		errs = append(errs, fmt.Errorf("the retry bounds (%d attempts, backoff %s) must not be negative", s.Retries, s.Backoff))
 	}
+	if s.Proxy != nil && (s.Proxy.Transport == nil || s.Proxy.Open == nil) {
+		errs = append(errs, errors.New("the service proxy to Prometheus needs a transport and a way to open it"))
+	}
 	tlsConfig, err := tlsConfigOf(s.Analysis)
 	if err != nil {
 		errs = append(errs, err)
@@ -125,13 +135,16 @@ func New(s Settings) (*Analyzer, error) {
 	if len(errs) > 0 {
 		return nil, redactErr(fmt.Errorf("invalid analysis settings: %w", errors.Join(errs...)), secrets)
 	}
-	prom, err := newAPI(s.Analysis, tlsConfig)
-	if err != nil {
-		return nil, redactErr(err, secrets)
+	var prom v1.API
+	if s.Proxy == nil {
+		if prom, err = newAPI(s.Analysis, tlsConfig); err != nil {
+			return nil, redactErr(err, secrets)
+		}
 	}
 
 	a := &Analyzer{
 		api:      prom,
+		where:    where(s),
 		settings: s,
 		window:   promDuration(s.Interval),
 		budget:   s.Interval / 2,

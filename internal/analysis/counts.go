@@ -65,6 +65,9 @@ type seriesKey struct {
 // Snapshot reads every counter series of the canary and the stable workload at instant at.
 // Prometheus unreachable after the retries wraps ErrUnavailable.
 func (a *Analyzer) Snapshot(ctx context.Context, at time.Time) (Snapshot, error) {
+	if err := a.open(ctx); err != nil {
+		return Snapshot{}, err
+	}
 	q := a.labels()
 	type read struct{ side, metric, query string }
 	var reads []read

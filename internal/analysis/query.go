@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
 		// The cause says what stopped the run (a signal, the run's deadline), where ctx.Err()
 		// would only say "context canceled".
 		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", context.Cause(ctx))
+	}
+	if err := a.open(ctx); err != nil {
+		return Window{}, fmt.Errorf("failed to evaluate the canary: %w", err)
 	}
 	if at.IsZero() {
 		at = time.Now()
@@ -52,10 +56,14 @@ func (a *Analyzer) Evaluate(ctx context.Context, at time.Time) (Window, error) {
 // otherwise make every window "no data" and the rollout inconclusive. Every
 // problem is reported at once; a rejected query wraps ErrQuery, missing
 // stable data wraps ErrNoData, refused credentials wrap ErrUnauthorized and
-// an unreachable Prometheus wraps ErrUnavailable.
+// an unreachable Prometheus wraps ErrUnavailable. Through a proxy, the proxy
+// is opened first: its error is returned before any query is sent.
 func (a *Analyzer) Preflight(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("failed to check the analysis queries: %w", context.Cause(ctx))
+	}
+	if err := a.open(ctx); err != nil {
+		return fmt.Errorf("failed to check the analysis queries: %w", err)
 	}
 	type sent struct{ check, side string }
 	var queries []string
@@ -79,8 +87,6 @@ func (a *Analyzer) Preflight(ctx context.Context) error {
 		switch {
 		case ans.err == nil || errors.Is(ans.err, ErrNoData):
 			// A canary without traffic yet is expected; no data is judged per window.
-		case errors.Is(ans.err, ErrUnauthorized):
-			return fmt.Errorf("failed to check the analysis queries: %w", ans.err) // the same for every query
 		default:
 			errs = append(errs, fmt.Errorf("check %s (%s): %w", about[i].check, about[i].side, ans.err))
 		}
@@ -103,8 +109,9 @@ func (a *Analyzer) Preflight(ctx context.Context) error {
 }
 
 // queryAll runs the queries concurrently ("" is skipped and answers no
-// data). It returns an error only when Prometheus is unavailable or ctx ends;
-// then the queries still running are abandoned.
+// data). It returns an error only when Prometheus is unavailable, refuses the
+// credentials (the same for every query) or ctx ends; then the queries still
+// running are abandoned.
 func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time, p retryPolicy) ([]answer, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -126,13 +133,13 @@ func (a *Analyzer) queryAll(ctx context.Context, queries []string, at time.Time,
 			}
 			v, err := a.query(ctx, q, at, p)
 			answers[i] = answer{value: v, err: err}
-			if errors.Is(err, ErrUnavailable) {
-				cancel(err) // one unreachable query is enough: the others would wait as long
+			if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnauthorized) {
+				cancel(err) // one is enough: the others would wait as long, or be refused too
 			}
 		})
 	}
 	wg.Wait()
-	// The first unavailable query's error, or the caller's reason to stop.
+	// The first unavailable or refused query's error, or the caller's reason to stop.
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
@@ -195,7 +202,10 @@ func (a *Analyzer) queryValue(ctx context.Context, q string, at time.Time, p ret
 		}
 		retry, why := classify(err.err, err.status)
 		if err.timedOut {
-			retry, why = true, fmt.Errorf("no answer from Prometheus within %s", humanDuration(err.waited))
+			retry, why = true, fmt.Errorf("no answer within %s", humanDuration(err.waited))
+		}
+		if err.status == http.StatusUnauthorized || err.status == http.StatusForbidden {
+			return nil, redactErr(a.refused(q, why, err.byAPIServer), a.secrets)
 		}
 		if !retry {
 			return nil, redactErr(fmt.Errorf("failed to run query %s: %w", q, why), a.secrets)
@@ -218,20 +228,21 @@ func (a *Analyzer) queryValue(ctx context.Context, q string, at time.Time, p ret
 		}
 		backoff *= 2
 	}
-	gaveUp := fmt.Sprintf("after %d attempts", attempts)
+	gaveUp := "after " + plural(attempts, "attempt")
 	if budget.Err() != nil {
-		gaveUp = fmt.Sprintf("after %d attempts in %s (%s)", attempts, humanDuration(p.total), p.totalName)
+		gaveUp = fmt.Sprintf("after %s in %s (%s)", plural(attempts, "attempt"), humanDuration(p.total), p.totalName)
 	}
-	return nil, redactErr(fmt.Errorf("failed to run query %s: %w %s: %w", q, ErrUnavailable, gaveUp, last), a.secrets)
+	return nil, redactErr(a.unreachable(q, gaveUp, last), a.secrets)
 }
 
 // attemptError is a failed attempt: the client's error and HTTP status, or that the attempt
 // (not the caller) ran out of time, after how long.
 type attemptError struct {
-	err      error
-	status   int
-	timedOut bool
-	waited   time.Duration
+	err         error
+	status      int
+	byAPIServer bool // the Kubernetes API server answered the error, not Prometheus
+	timedOut    bool
+	waited      time.Duration
 }
 
 // attempt sends the query once, giving it at most limit within ctx.
@@ -240,11 +251,21 @@ func (a *Analyzer) attempt(ctx context.Context, q string, at time.Time, limit ti
 	actx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	actx, status := withStatus(actx)
-	val, _, _, err := a.api.Query(actx, q, at)
+	prom := a.prometheus()
+	if prom == nil {
+		return nil, &attemptError{err: errNotOpen}
+	}
+	val, _, _, err := prom.Query(actx, q, at)
 	if err == nil {
 		return val, nil
 	}
-	return nil, &attemptError{err: err, status: *status, timedOut: actx.Err() != nil, waited: time.Since(start).Round(100 * time.Millisecond)}
+	var apiErr *v1.Error
+	byAPIServer := false
+	if errors.As(err, &apiErr) {
+		who, _ := answeredBy(apiErr.Detail)
+		byAPIServer = who == apiServer
+	}
+	return nil, &attemptError{err: err, status: *status, byAPIServer: byAPIServer, timedOut: actx.Err() != nil, waited: time.Since(start).Round(100 * time.Millisecond)}
 }
 
 // classify says whether a failed query is worth another try and why it
@@ -252,25 +273,33 @@ func (a *Analyzer) attempt(ctx context.Context, q string, at time.Time, limit ti
 func classify(err error, status int) (retry bool, why error) {
 	var apiErr *v1.Error
 	if !errors.As(err, &apiErr) {
-		// No HTTP answer (refused, reset, DNS, TLS, timeout): the network.
+		// No HTTP answer (refused, reset, DNS, TLS, timeout): the network. The URL the
+		// client puts first (`Post "http://…/api/v1/query": `) is left out: the message
+		// names where Prometheus is already.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			return true, urlErr.Err
+		}
 		return true, err
 	}
-	// Prometheus's own errors carry a type and a message; anything else
-	// (a proxy's 502, a 404 for a wrong path) only a status and a body.
+	// Prometheus's own errors carry a type and a message; anything else (a proxy's
+	// 502, a 404 for a wrong path, the API server's answers through its service
+	// proxy) only a status and a body.
 	why = fmt.Errorf("%s: %s", apiErr.Type, apiErr.Msg)
 	if apiErr.Type == v1.ErrServer || apiErr.Type == v1.ErrClient || apiErr.Type == v1.ErrBadResponse {
-		msg := fmt.Sprintf("Prometheus answered %d %s", status, http.StatusText(status))
+		who, detail := answeredBy(apiErr.Detail)
+		msg := fmt.Sprintf("%s answered %d %s", who, status, http.StatusText(status))
 		if status == 0 {
-			msg = "Prometheus answered " + apiErr.Msg
+			msg = who + " answered " + apiErr.Msg
 		}
-		if detail := oneLine(apiErr.Detail, 200); detail != "" {
+		if detail := oneLine(detail, 200); detail != "" {
 			msg += ": " + detail
 		}
 		why = errors.New(msg)
 	}
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return false, fmt.Errorf("%w; check the token, username/password and headers: %w", why, ErrUnauthorized)
+		return false, why // refused: see Analyzer.refused
 	case status == http.StatusTooManyRequests || status >= 500:
 		return true, why
 	case apiErr.Type == v1.ErrBadData:

@@ -11,6 +11,7 @@ package app
 // at once (they mostly wait for windows, not for the CPU).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,9 @@ type rig struct {
 type rigOptions struct {
 	rps    int         // load on the mesh front
 	header http.Header // on every request of the load; nil for none
+	// prometheusHost is the address Prometheus listens on: "" for loopback, or one of
+	// testenv.ServiceAddress for a Prometheus reached through the API server's service proxy.
+	prometheusHost string
 }
 
 func newRig(tb testing.TB, o rigOptions) *rig {
@@ -114,7 +118,7 @@ func startRig(tb testing.TB, env *testenv.Env, o rigOptions, mo meshsim.Options)
 			tb.Error(err)
 		}
 	})
-	prom, err := testenv.StartPrometheus(setup, []string{mesh.MetricsAddr()}, scrapeInterval)
+	prom, err := testenv.StartPrometheusAt(setup, cmp.Or(o.prometheusHost, "127.0.0.1"), []string{mesh.MetricsAddr()}, scrapeInterval)
 	if errors.Is(err, testenv.ErrAssetsMissing) && os.Getenv("CI") != "true" {
 		tb.Skip(err)
 	}
@@ -351,7 +355,7 @@ func TestCanaryAnalysisPrometheusStopped(t *testing.T) {
 	t.Logf("meshroll ended %v after Prometheus stopped", time.Since(stopped).Round(time.Millisecond))
 	got.expect(t, 1, "failed")
 	r.expectWeights(t, "v1 100, v2 0")
-	got.expectOutput(t, "metric analysis failed in 2 windows in a row (MESHROLL_FAILURE_THRESHOLD=2)", "prometheus unavailable", "rollback: reviews")
+	got.expectOutput(t, "metric analysis failed in 2 windows in a row (MESHROLL_FAILURE_THRESHOLD=2)", "Prometheus at "+r.prom.URL+" cannot be reached", "rollback: reviews")
 }
 
 // A custom business check fails while every built-in passes: the canary's 5xx rate must be 0,

@@ -68,7 +68,7 @@ func Main(ctx context.Context, args, environ []string, stdout, stderr io.Writer)
 	if cfg.Namespace == "" {
 		cfg.Namespace = clients.Namespace
 	}
-	analyzer, err := newAnalyzer(cfg)
+	analyzer, err := newAnalyzer(cfg, clients)
 	if err != nil {
 		return reject(rep, cfg, stderr, "invalid input, nothing was changed:\n"+bullets(err), err)
 	}
@@ -167,12 +167,22 @@ func getenv(environ []string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
-// newAnalyzer builds the metric analysis of cfg, or returns nil when it is off.
-func newAnalyzer(cfg config.Config) (rollout.Analysis, error) {
+// newAnalyzer builds the metric analysis of cfg, or returns nil when it is off. A Prometheus
+// inside the cluster (MESHROLL_PROMETHEUS_SERVICE) is reached through the API server the
+// clients talk to, with their credentials.
+func newAnalyzer(cfg config.Config, clients kube.Clients) (rollout.Analysis, error) {
 	if !cfg.Analysis.Enabled() {
 		return nil, nil
 	}
-	analyzer, err := analysis.New(analysis.Settings{Analysis: cfg.Analysis, Namespace: cfg.Namespace})
+	settings := analysis.Settings{Analysis: cfg.Analysis, Namespace: cfg.Namespace}
+	if svc := cfg.Analysis.PrometheusService; svc.Name != "" {
+		proxy, err := prometheusProxy(clients, svc)
+		if err != nil {
+			return nil, err
+		}
+		settings.Proxy = proxy
+	}
+	analyzer, err := analysis.New(settings)
 	if err != nil {
 		return nil, err
 	}

@@ -269,7 +269,7 @@ current-context: gone
 		{"stable deployment of the wrong version", []string{"MESHROLL_STABLE_DEPLOYMENT=reviews-v2"}, 2, `the stable subset "v1" selects version=v1 but the pods of Deployment`},
 		{"analysis threshold without Prometheus", []string{"MESHROLL_MIN_SUCCESS_RATE=99.9"}, 2, "MESHROLL_MIN_SUCCESS_RATE is set but MESHROLL_PROMETHEUS_URL is empty"},
 		{"custom check that is not a list", []string{"MESHROLL_PROMETHEUS_URL=http://127.0.0.1:1", "MESHROLL_CANARY_WORKLOAD=reviews-v2", "MESHROLL_STABLE_WORKLOAD=reviews-v1", "MESHROLL_STEP_DURATION=1m", "MESHROLL_CHECKS=name: x"}, 2, "MESHROLL_CHECKS: the checks must be a list"},
-		{"Prometheus unreachable at preflight", []string{"MESHROLL_PROMETHEUS_URL=http://127.0.0.1:1", "MESHROLL_CANARY_WORKLOAD=reviews-v2", "MESHROLL_STABLE_WORKLOAD=reviews-v1", "MESHROLL_STEP_DURATION=1m"}, 1, "prometheus unavailable"},
+		{"Prometheus unreachable at preflight", []string{"MESHROLL_PROMETHEUS_URL=http://127.0.0.1:1", "MESHROLL_CANARY_WORKLOAD=reviews-v2", "MESHROLL_STABLE_WORKLOAD=reviews-v1", "MESHROLL_STEP_DURATION=1m"}, 1, "meshroll: failed: failed to check the analysis queries: Prometheus at http://127.0.0.1:1 cannot be reached after 3 attempts"},
 		{"kube context unknown", []string{"MESHROLL_KUBE_CONTEXT=prod"}, 2, "prod"},
 		{"kubeconfig unreadable", []string{"KUBECONFIG=" + filepath.Join(t.TempDir(), "missing")}, 2, "KUBECONFIG"},
 		{"api server unreachable", []string{"KUBECONFIG=" + unreachable}, 1, "127.0.0.1:1"},

@@ -274,7 +274,7 @@ func TestCredentialsNotEchoed(t *testing.T) {
 		"MESHROLL_PROMETHEUS_PASSWORD=pa55word", "MESHROLL_PROMETHEUS_HEADERS=Authorization: Bearer other-secret\nX-Split: line\rbreak-secret"))
 	got := problems(t, err)
 	want := []string{
-		"MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL; use the Prometheus base URL, e.g. http://prometheus.istio-system:9090",
+		"MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL; use the Prometheus base URL, e.g. https://prometheus.example.com, or set MESHROLL_PROMETHEUS_SERVICE instead (e.g. istio-system/prometheus:9090) for a Prometheus inside the cluster",
 		"MESHROLL_PROMETHEUS_HEADERS: line 2: the value of X-Split holds a carriage return or NUL; remove it",
 		"MESHROLL_PROMETHEUS_TOKEN is set together with MESHROLL_PROMETHEUS_USERNAME or MESHROLL_PROMETHEUS_PASSWORD: set either a bearer token or a username and password for Prometheus, not both",
 		"MESHROLL_PROMETHEUS_USERNAME is required: MESHROLL_PROMETHEUS_PASSWORD is set, and basic auth needs a username too; set it, or unset MESHROLL_PROMETHEUS_PASSWORD",

@@ -357,7 +357,7 @@ func TestLoadInvalid(t *testing.T) {
 
 		// analysis
 		{"threshold without Prometheus", with("MESHROLL_MIN_SUCCESS_RATE=99.9"),
-			[]string{"MESHROLL_MIN_SUCCESS_RATE is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run"}},
+			[]string{"MESHROLL_MIN_SUCCESS_RATE is set but MESHROLL_PROMETHEUS_URL is empty and so is MESHROLL_PROMETHEUS_SERVICE, so no metric analysis would run"}},
 		{"Prometheus URL not absolute", analysis("MESHROLL_PROMETHEUS_URL=prometheus:9090"),
 			[]string{"MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL"}},
 		{"success rate out of range", analysis("MESHROLL_MIN_SUCCESS_RATE=101"),
@@ -504,7 +504,7 @@ func TestUnknownVariableValueNotEchoed(t *testing.T) {
 // When this count changes, the README's variable table must change too.
 func TestKnownNames(t *testing.T) {
 	t.Parallel()
-	if got, want := len(known)-len(reserved), 54; got != want {
+	if got, want := len(known)-len(reserved), 55; got != want {
 		t.Errorf("%d MESHROLL_ inputs, want %d (update README.md's table when this changes)", got, want)
 	}
 	seen := map[string]bool{}

@@ -41,7 +41,8 @@ const (
 // Some defaults depend on other variables: MESHROLL_STEPS has one only in progress mode (with
 // an unknown mode nobody can tell whether steps are needed), MESHROLL_SCALE_DOWN_DELAY only
 // with scale-down, MESHROLL_LOAD_RPS only with a load URL, and the analysis variables only
-// with a Prometheus URL (without one they must stay empty: see analysisWithoutPrometheus),
+// with a Prometheus (its URL or its Service; without one they must stay empty: see
+// analysisWithoutPrometheus),
 // except the interval, which webhooks use too; the workloads default to the Deployments' names.
 func (in *input) applyDefaults() {
 	orDefault(&in.Mode, string(defaultMode))
@@ -64,12 +65,12 @@ func (in *input) applyDefaults() {
 	}
 	orDefault(&in.IstioNamespace, defaultIstioNamespace)
 
-	if strings.TrimSpace(in.PrometheusURL) != "" || strings.TrimSpace(in.Webhooks) != "" {
+	if in.prometheus() || strings.TrimSpace(in.Webhooks) != "" {
 		// Webhooks are called, and manual gates polled, every interval, with or without
 		// Prometheus (see webhookInterval).
 		orDefault(&in.Interval, defaultInterval.String())
 	}
-	if strings.TrimSpace(in.PrometheusURL) == "" {
+	if !in.prometheus() {
 		return
 	}
 	orDefault(&in.MinRequests, formatNumber(defaultMinRequests))

@@ -305,9 +305,9 @@ func TestWebhookInterval(t *testing.T) {
 			want: Analysis{Interval: 30 * time.Second, FailureThreshold: 2}},
 		{name: "a failure threshold for the rollout webhooks", environ: with(rollout, "MESHROLL_FAILURE_THRESHOLD=1"), want: Analysis{Interval: 30 * time.Second, FailureThreshold: 1}},
 		{name: "a failure threshold without webhooks or Prometheus", environ: with("MESHROLL_FAILURE_THRESHOLD=3"), problems: []string{
-			"MESHROLL_FAILURE_THRESHOLD is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset MESHROLL_FAILURE_THRESHOLD"}},
+			"MESHROLL_FAILURE_THRESHOLD is set but MESHROLL_PROMETHEUS_URL is empty and so is MESHROLL_PROMETHEUS_SERVICE, so no metric analysis would run: set one of them, or unset MESHROLL_FAILURE_THRESHOLD"}},
 		{name: "an interval without webhooks or Prometheus", environ: with("MESHROLL_ANALYSIS_INTERVAL=10s"), problems: []string{
-			"MESHROLL_ANALYSIS_INTERVAL is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset MESHROLL_ANALYSIS_INTERVAL"}},
+			"MESHROLL_ANALYSIS_INTERVAL is set but MESHROLL_PROMETHEUS_URL is empty and so is MESHROLL_PROMETHEUS_SERVICE, so no metric analysis would run: set one of them, or unset MESHROLL_ANALYSIS_INTERVAL"}},
 		{name: "an interval below a second", environ: with(gate, "MESHROLL_ANALYSIS_INTERVAL=500ms"), problems: []string{
 			"MESHROLL_ANALYSIS_INTERVAL=500ms: must be at least 1s (Prometheus windows are whole seconds); use e.g. 30s"}},
 		{name: "a step shorter than the interval: rollout webhooks never called", environ: with(rollout, "MESHROLL_STEP_DURATION=10s"), problems: []string{

@@ -50,6 +50,7 @@ type input struct {
 	OutputDir        string `env:"MESHROLL_OUTPUT_DIR"`
 	StableDeployment string `env:"MESHROLL_STABLE_DEPLOYMENT"`
 	PrometheusURL    string `env:"MESHROLL_PROMETHEUS_URL"`
+	PrometheusSvc    string `env:"MESHROLL_PROMETHEUS_SERVICE"`
 	Token            string `env:"MESHROLL_PROMETHEUS_TOKEN"`
 	Username         string `env:"MESHROLL_PROMETHEUS_USERNAME"`
 	Password         string `env:"MESHROLL_PROMETHEUS_PASSWORD"`

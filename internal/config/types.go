@@ -143,7 +143,12 @@ const (
 // package builds its Prometheus client and queries from it and checks nothing again, except
 // what only I/O can tell (whether CAFile holds a certificate).
 type Analysis struct {
-	PrometheusURL      string
+	PrometheusURL string
+	// PrometheusService is MESHROLL_PROMETHEUS_SERVICE: a Prometheus inside the cluster,
+	// reached through the Kubernetes API server's service proxy with the cluster's credentials.
+	// Exactly one of it and PrometheusURL is set when the analysis is on; with it, Token,
+	// Username, Password, CAFile and InsecureSkipVerify are empty.
+	PrometheusService  ServicePort
 	Token              string // secret
 	Username           string
 	Password           string // secret
@@ -174,7 +179,24 @@ type Analysis struct {
 }
 
 // Enabled reports whether the steps are gated by metric analysis.
-func (a Analysis) Enabled() bool { return a.PrometheusURL != "" }
+func (a Analysis) Enabled() bool { return a.PrometheusURL != "" || a.PrometheusService.Name != "" }
+
+// ServicePort names a port of a Kubernetes Service, as MESHROLL_PROMETHEUS_SERVICE writes it:
+// namespace/name:port.
+type ServicePort struct {
+	Namespace, Name string
+	// Port is the Service's port number (e.g. "9090") or name (e.g. "http"); "" stands for the
+	// Service's only port.
+	Port string
+}
+
+// String writes the port as MESHROLL_PROMETHEUS_SERVICE does: istio-system/prometheus:9090.
+func (s ServicePort) String() string {
+	if s.Port == "" {
+		return s.Namespace + "/" + s.Name
+	}
+	return s.Namespace + "/" + s.Name + ":" + s.Port
+}
 
 // CI names the system whose conventions the report follows.
 type CI string

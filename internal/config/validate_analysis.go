@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// analysis validates the metric analysis variables. Without MESHROLL_PROMETHEUS_URL they must
-// all be empty: a threshold set without a Prometheus to check it would be a gate that is not
-// there.
+// analysis validates the metric analysis variables. Without MESHROLL_PROMETHEUS_URL or
+// MESHROLL_PROMETHEUS_SERVICE they must all be empty: a threshold set without a Prometheus to
+// check it would be a gate that is not there.
 func (in input) analysis(v *validator, cfg Config) Analysis {
 	a := Analysis{
 		PrometheusURL:  strings.TrimSpace(in.PrometheusURL),
@@ -23,12 +23,16 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 		CanaryWorkload: strings.TrimSpace(in.CanaryWorkload),
 		StableWorkload: strings.TrimSpace(in.StableWorkload),
 	}
-	if a.PrometheusURL == "" {
+	if !in.prometheus() {
 		in.analysisWithoutPrometheus(v)
 		return in.webhookInterval(v)
 	}
-	in.prometheusAccess(v, &a)
-	credentials(v, a)
+	if strings.TrimSpace(in.PrometheusSvc) != "" {
+		in.prometheusService(v, &a)
+	} else {
+		in.prometheusAccess(v, &a)
+		credentials(v, a)
+	}
 	in.thresholds(v, &a)
 	a.Checks = customChecks(v, in.Checks)
 	workloads(v, a)
@@ -36,22 +40,27 @@ func (in input) analysis(v *validator, cfg Config) Analysis {
 	return a
 }
 
-// analysisWithoutPrometheus reports every analysis variable that is set although
-// MESHROLL_PROMETHEUS_URL is not; the interval and the failure threshold only when there are
-// no webhooks either.
+// prometheus reports whether metric analysis is asked for: a Prometheus URL or Service is set.
+func (in input) prometheus() bool {
+	return strings.TrimSpace(in.PrometheusURL) != "" || strings.TrimSpace(in.PrometheusSvc) != ""
+}
+
+// analysisWithoutPrometheus reports every analysis variable that is set although neither
+// MESHROLL_PROMETHEUS_URL nor MESHROLL_PROMETHEUS_SERVICE is; the interval and the failure
+// threshold only when there are no webhooks either.
 func (in input) analysisWithoutPrometheus(v *validator) {
 	for _, variable := range in.analysisOnly() {
 		if (variable.name == "MESHROLL_ANALYSIS_INTERVAL" || variable.name == "MESHROLL_FAILURE_THRESHOLD") && strings.TrimSpace(in.Webhooks) != "" {
 			continue
 		}
 		if strings.TrimSpace(variable.value) != "" {
-			v.add(variable.name + " is set but MESHROLL_PROMETHEUS_URL is empty, so no metric analysis would run: set MESHROLL_PROMETHEUS_URL, or unset " + variable.name)
+			v.add(variable.name + " is set but MESHROLL_PROMETHEUS_URL is empty and so is MESHROLL_PROMETHEUS_SERVICE, so no metric analysis would run: " +
+				"set one of them, or unset " + variable.name)
 		}
 	}
 }
 
-// analysisOnly are the variables that mean nothing without MESHROLL_PROMETHEUS_URL, in
-// contract order.
+// analysisOnly are the variables that mean nothing without a Prometheus, in contract order.
 func (in input) analysisOnly() []struct{ name, value string } {
 	return []struct{ name, value string }{
 		{"MESHROLL_PROMETHEUS_TOKEN", in.Token},
@@ -105,7 +114,8 @@ const prometheusHeaderExample = "X-Scope-OrgID: tenant-1"
 func (in input) prometheusAccess(v *validator, a *Analysis) {
 	if u, err := url.Parse(a.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// Not echoed: the URL may carry a password.
-		v.add("MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL; use the Prometheus base URL, e.g. http://prometheus.istio-system:9090")
+		v.add("MESHROLL_PROMETHEUS_URL: not an absolute http(s) URL; use the Prometheus base URL, e.g. https://prometheus.example.com, " +
+			"or set MESHROLL_PROMETHEUS_SERVICE instead (e.g. " + prometheusServiceExample + ") for a Prometheus inside the cluster")
 	}
 	if strings.TrimSpace(in.Password) == "" {
 		a.Password = ""

@@ -57,19 +57,29 @@ func (c Clients) ServiceProxy(namespace, name, port string) (*ServiceProxy, erro
 	return &ServiceProxy{Namespace: namespace, Name: name, Port: port, Transport: transport, Server: c.Host, base: base, kube: c.Kube}, nil
 }
 
-// Needs are the permissions URL and the requests through the proxy need: reading the Service,
-// and the proxy to it (get services/proxy, whatever the HTTP method), that Service only.
+// Needs are the permissions URL and the requests through the proxy need, as far as they are
+// known before the Service is read: reading the Service, and, when the port is given, the
+// proxy to it (see ProxyPermission).
 func (p *ServiceProxy) Needs() []Permission {
-	return []Permission{
-		{Verb: "get", Resource: "services", Namespace: p.Namespace, Name: p.Name},
-		{Verb: "get", Resource: "services", Subresource: "proxy", Namespace: p.Namespace, Name: p.Name},
+	needs := []Permission{{Verb: "get", Resource: "services", Namespace: p.Namespace, Name: p.Name}}
+	if p.Port != "" {
+		needs = append(needs, p.proxyPermission(p.Port))
 	}
+	return needs
+}
+
+// proxyPermission is what requests through the proxy to port need: get on services/proxy (GET
+// requests; the API server authorizes each HTTP method as its verb), on the object the proxy's
+// path names, name:port (e.g. prometheus:9090), which is what a Role's resourceNames must hold.
+func (p *ServiceProxy) proxyPermission(port string) Permission {
+	return Permission{Verb: "get", Resource: "services", Subresource: "proxy", Namespace: p.Namespace, Name: p.Name + ":" + port}
 }
 
 // URL reads the Service and returns the base URL of the proxy to its port (without a trailing
-// slash): the port given, which the Service must have, or else its only one. A Service that
-// does not exist wraps ErrServiceNotFound, a port it lacks ErrServicePort.
-func (p *ServiceProxy) URL(ctx context.Context) (string, error) {
+// slash) and the permission requests through it need: the port given, which the Service must
+// have, or else its only one (by its number). A Service that does not exist wraps
+// ErrServiceNotFound, a port it lacks ErrServicePort.
+func (p *ServiceProxy) URL(ctx context.Context) (string, Permission, error) {
 	var svc *corev1.Service
 	err := Retry(ctx, func(ctx context.Context) error {
 		var err error
@@ -78,19 +88,19 @@ func (p *ServiceProxy) URL(ctx context.Context) (string, error) {
 	})
 	switch {
 	case apierrors.IsNotFound(err):
-		return "", fmt.Errorf("%w: Service %s/%s does not exist", ErrServiceNotFound, p.Namespace, p.Name)
+		return "", Permission{}, fmt.Errorf("%w: Service %s/%s does not exist", ErrServiceNotFound, p.Namespace, p.Name)
 	case err != nil:
-		return "", fmt.Errorf("failed to read Service %s/%s: %w", p.Namespace, p.Name, err)
+		return "", Permission{}, fmt.Errorf("failed to read Service %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	port, err := p.port(svc)
 	if err != nil {
-		return "", err
+		return "", Permission{}, err
 	}
-	return p.base.JoinPath("api", "v1", "namespaces", p.Namespace, "services", p.Name+":"+port, "proxy").String(), nil
+	return p.base.JoinPath("api", "v1", "namespaces", p.Namespace, "services", p.Name+":"+port, "proxy").String(), p.proxyPermission(port), nil
 }
 
 // port finds p.Port among the Service's ports, or its only one, and returns how the proxy's
-// path names it: the name given, else the number (the API server looks the name up).
+// path names it: as given, or the only port's number (the API server looks its name up).
 func (p *ServiceProxy) port(svc *corev1.Service) (string, error) {
 	ports := svc.Spec.Ports
 	for _, sp := range ports {
@@ -109,7 +119,7 @@ func (p *ServiceProxy) port(svc *corev1.Service) (string, error) {
 	case p.Port == "":
 		return "", fmt.Errorf("%w: Service %s/%s has %d ports (%s): name one", ErrServicePort, p.Namespace, p.Name, len(ports), describePorts(ports))
 	}
-	return "", fmt.Errorf("%w: Service %s/%s has no port %s; its ports: %s", ErrServicePort, p.Namespace, p.Name, p.Port, describePorts(ports))
+	return "", fmt.Errorf("%w: Service %s/%s has no port %s; name one of its ports: %s", ErrServicePort, p.Namespace, p.Name, p.Port, describePorts(ports))
 }
 
 // describePorts lists a Service's ports for messages: "9090 (http), 9091 (grpc)".

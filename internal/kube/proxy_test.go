@@ -60,9 +60,9 @@ current-context: ci
 		{name: "no such Service", ns: "istio-system", svc: "prom", port: "9090", wantErr: ErrServiceNotFound,
 			wantMsg: "Service not found: Service istio-system/prom does not exist"},
 		{name: "no such port", ns: "istio-system", svc: "prometheus", port: "9091", wantErr: ErrServicePort,
-			wantMsg: "no such Service port: Service istio-system/prometheus has no port 9091; its ports: 9090 (http)"},
+			wantMsg: "no such Service port: Service istio-system/prometheus has no port 9091; name one of its ports: 9090 (http)"},
 		{name: "no such port name", ns: "monitoring", svc: "thanos", port: "web", wantErr: ErrServicePort,
-			wantMsg: "no such Service port: Service monitoring/thanos has no port web; its ports: 9090 (http), 10901 (grpc)"},
+			wantMsg: "no such Service port: Service monitoring/thanos has no port web; name one of its ports: 9090 (http), 10901 (grpc)"},
 		{name: "several ports, none named", ns: "monitoring", svc: "thanos", wantErr: ErrServicePort,
 			wantMsg: "no such Service port: Service monitoring/thanos has 2 ports (9090 (http), 10901 (grpc)): name one"},
 		{name: "no ports", ns: "monitoring", svc: "headless", wantErr: ErrServicePort,
@@ -78,25 +78,35 @@ current-context: ci
 			if p.Server != "https://rancher.example/k8s/clusters/c-1" || p.Transport == nil {
 				t.Errorf("server %q, transport %v", p.Server, p.Transport)
 			}
-			got, err := p.URL(t.Context())
+			got, need, err := p.URL(t.Context())
 			if got != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantMsg != "" && (err == nil || err.Error() != tt.wantMsg)) {
 				t.Errorf("URL() = %q, %v\nwant %q, %q", got, err, tt.want, tt.wantMsg)
+			}
+			// The API server authorizes the proxy by the name:port of its path.
+			if _, id, _ := strings.Cut(strings.TrimSuffix(tt.want, "/proxy"), "/services/"); tt.want != "" && need.String() != "get services/proxy named "+id+" in namespace "+tt.ns {
+				t.Errorf("URL() needs %q, want get services/proxy named %s", need, id)
 			}
 		})
 	}
 }
 
-// The permissions the proxy needs name the Service, as a Role's resourceNames do.
+// The permissions the proxy needs name the Service, and the proxy its name:port as the proxy's
+// path does, as a Role's resourceNames must; without a port, only reading the Service tells.
 func TestServiceProxyNeeds(t *testing.T) {
 	t.Parallel()
-	p := &ServiceProxy{Namespace: "istio-system", Name: "prometheus", Port: "9090"}
-	var got []string
-	for _, n := range p.Needs() {
-		got = append(got, n.String())
-	}
-	want := []string{"get services named prometheus in namespace istio-system", "get services/proxy named prometheus in namespace istio-system"}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Errorf("Needs() = %q, want %q", got, want)
+	for port, want := range map[string][]string{
+		"9090": {"get services named prometheus in namespace istio-system", "get services/proxy named prometheus:9090 in namespace istio-system"},
+		"http": {"get services named prometheus in namespace istio-system", "get services/proxy named prometheus:http in namespace istio-system"},
+		"":     {"get services named prometheus in namespace istio-system"},
+	} {
+		p := &ServiceProxy{Namespace: "istio-system", Name: "prometheus", Port: port}
+		var got []string
+		for _, n := range p.Needs() {
+			got = append(got, n.String())
+		}
+		if strings.Join(got, "; ") != strings.Join(want, "; ") {
+			t.Errorf("port %q: Needs() = %q, want %q", port, got, want)
+		}
 	}
 }
 
@@ -114,7 +124,7 @@ func TestServiceProxyCancelled(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := p.URL(ctx); !errors.Is(err, context.Canceled) {
+	if _, _, err := p.URL(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("URL() with a cancelled context = %v, want context.Canceled", err)
 	}
 }
