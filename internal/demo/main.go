@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,7 +46,7 @@ var jason = http.Header{"End-User": {"jason"}}
 
 // rollout is one meshroll progression and how it must end.
 type rollout struct {
-	stable, canary string // subsets
+	stable, canary string // versions
 	errorRate      float64
 	shapes         []string // MESHROLL_* variables of its traffic shapes, before the weights
 	how            string   // how the canary meets the traffic, told before the run
@@ -94,7 +94,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := app.SignalContext(context.Background())
 	defer stop()
-	ran, err := run(ctx, o)
+	ran, err := run(ctx, o, &virtualService{})
 	// The summaries come last, once everything has stopped, also after a failed rollout.
 	printSummaries(ran)
 	if err != nil {
@@ -110,7 +110,7 @@ type ran struct{ name, dir string }
 // run starts the stack (control plane, mesh, Prometheus, load) and runs the rollouts in
 // order, returning those that ran. The deferred calls stop everything in reverse order, also
 // when ctx is cancelled.
-func run(ctx context.Context, o options) ([]ran, error) {
+func run(ctx context.Context, o options, rt routing) ([]ran, error) {
 	bin, err := filepath.Abs(o.bin)
 	if err != nil {
 		return nil, err
@@ -119,18 +119,18 @@ func run(ctx context.Context, o options) ([]ran, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Println("demo: starting etcd and kube-apiserver with Istio's CRDs ...")
+	fmt.Printf("demo: starting etcd and kube-apiserver with %s ...\n", rt.crds())
 	env, err := testenv.Start(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer stopping("control plane", env.Stop)
-	if err := setUp(ctx, env); err != nil {
+	if err := setUp(ctx, env, rt); err != nil {
 		return nil, err
 	}
-	fmt.Printf("demo: namespace %s has VirtualService reviews (one route, default: all traffic on v1), DestinationRule reviews and Deployments reviews-v1 to -v5\n", namespace)
+	fmt.Printf("demo: namespace %s has %s\n", namespace, rt.described())
 
-	mesh, err := meshsim.Start(ctx, meshsim.Options{Istio: env.Istio, Namespace: namespace, VirtualService: "reviews", Versions: meshVersions()})
+	mesh, err := meshsim.Start(ctx, rt.meshOptions(env))
 	if err != nil {
 		return nil, err
 	}
@@ -152,22 +152,19 @@ func run(ctx context.Context, o options) ([]ran, error) {
 		return nil, err
 	}
 	defer stopping("smoke-test webhook", smoke.Close)
-	fmt.Printf("demo: the mesh sends %d requests/s to reviews, %d of them from Bookinfo's tester (end-user: jason), by the VirtualService (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
-		rps, jasonRPS, latency, prom.URL, scrape)
+	fmt.Printf("demo: the mesh sends %d requests/s to reviews, %d of them from Bookinfo's tester (end-user: jason), by the %s (every version answers in %s); Prometheus at %s scrapes its Istio metrics every %s\n",
+		rps, jasonRPS, rt.kind(), latency, prom.URL, scrape)
 	if err := waitForStable(ctx, prom, "reviews-v1", o.interval); err != nil {
 		return nil, err
 	}
 
-	printer := &vsPrinter{}
-	w, err := watchWeights(ctx, env, printer)
+	w, err := watchWeights(ctx, env, rt)
 	if err != nil {
 		return nil, err
 	}
-	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w, printer) })()
+	defer background(ctx, func(ctx context.Context) { printWeights(ctx, w, rt) })()
 
-	d := &demo{bin: bin, relBin: o.bin, env: env, mesh: mesh, smokeURL: "http://" + smoke.Addr, quiet: func() { stopLoad(); stopJason() }, common: []string{
-		"MESHROLL_NAMESPACE=" + namespace,
-		"MESHROLL_VIRTUAL_SERVICE=reviews",
+	common := slices.Concat([]string{"MESHROLL_NAMESPACE=" + namespace}, rt.vars(), []string{
 		"MESHROLL_MODE=progress",
 		"MESHROLL_STEPS=" + o.steps,
 		"MESHROLL_STEP_DURATION=" + o.hold.String(),
@@ -176,7 +173,8 @@ func run(ctx context.Context, o options) ([]ran, error) {
 		"MESHROLL_MIN_REQUESTS=10",
 		"MESHROLL_FAILURE_THRESHOLD=2",
 		"MESHROLL_CI=plain",
-	}}
+	})
+	d := &demo{bin: bin, relBin: o.bin, env: env, rt: rt, mesh: mesh, smokeURL: "http://" + smoke.Addr, quiet: func() { stopLoad(); stopJason() }, common: common}
 	fmt.Printf("demo: every run has KUBECONFIG=%s\n      %s\n", env.Kubeconfig, strings.Join(quoted(d.common), "\n      "))
 	runs := make([]ran, len(rollouts))
 	for i := range rollouts {
@@ -202,6 +200,7 @@ func run(ctx context.Context, o options) ([]ran, error) {
 type demo struct {
 	bin, relBin string // the meshroll binary, absolute and as given
 	env         *testenv.Env
+	rt          routing
 	mesh        *meshsim.Mesh
 	common      []string // the MESHROLL_* variables every run has
 	smokeURL    string   // the smoke-test webhook
@@ -229,14 +228,12 @@ func (d *demo) rollout(ctx context.Context, name, dir string, r rollout) (string
 			"MESHROLL_LOAD_URL="+d.mesh.FrontURL()+"/reviews/1",
 			fmt.Sprintf("MESHROLL_LOAD_RPS=%d", loadRPS))
 	}
-	vars := append([]string{
-		"MESHROLL_STABLE_SUBSET=" + r.stable,
-		"MESHROLL_CANARY_SUBSET=" + r.canary,
+	vars := slices.Concat(d.rt.versionVars(r.stable, r.canary), []string{
 		// Both Deployments must be Available; their names are also the workloads compared.
 		"MESHROLL_STABLE_DEPLOYMENT=reviews-" + r.stable,
 		"MESHROLL_CANARY_DEPLOYMENT=reviews-" + r.canary,
 		"MESHROLL_OUTPUT_DIR=" + relative(dir),
-	}, r.shapes...)
+	}, r.shapes)
 	fmt.Printf("$ %s %s\n", strings.Join(quoted(vars), " "), d.relBin)
 	environ := append([]string{"KUBECONFIG=" + d.env.Kubeconfig, "HOME=" + os.Getenv("HOME")}, append(d.common, vars...)...)
 	code, err := meshroll(ctx, d.bin, environ)
@@ -255,7 +252,7 @@ func (d *demo) rollout(ctx context.Context, name, dir string, r rollout) (string
 		}
 		return "", fmt.Errorf("%s did not end as expected (%s)", name, want)
 	}
-	if err := checkRestored(ctx, d.env); err != nil {
+	if err := d.rt.checkRestored(ctx, d.env); err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	return headline, nil
@@ -273,14 +270,6 @@ func quoted(vars []string) []string {
 		out[i] = name + "=" + value
 	}
 	return out
-}
-
-func meshVersions() []meshsim.Version {
-	var vs []meshsim.Version
-	for _, v := range versions {
-		vs = append(vs, meshsim.Version{Subset: v, Workload: "reviews-" + v})
-	}
-	return vs
 }
 
 // waitForStable waits until Prometheus can compute the stable workload's request rate over
@@ -314,69 +303,6 @@ func meshroll(ctx context.Context, bin string, environ []string) (code int, err 
 		return 0, err
 	}
 	return code, nil
-}
-
-// printSummaries prints the summary.md of every run that wrote one, and where the files are.
-func printSummaries(runs []ran) {
-	var kept []string
-	for _, r := range runs {
-		path := filepath.Join(r.dir, "summary.md")
-		summary, err := os.ReadFile(path)
-		if err != nil {
-			continue // the run never got as far as writing it; its error says why
-		}
-		fmt.Printf("\ndemo: %s, %s:\n\n%s", r.name, relative(path), summary)
-		kept = append(kept, relative(r.dir))
-	}
-	if n := len(kept); n > 0 {
-		list := kept[n-1]
-		if n > 1 {
-			list = strings.Join(kept[:n-1], ", ") + " and " + list
-		}
-		fmt.Printf("\ndemo: the result files of each rollout (result.json, summary.md, outputs.env, junit.xml) are kept in %s\n", list)
-	}
-}
-
-// relative is path relative to the working directory when it is below it, else path.
-func relative(path string) string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return path
-	}
-	if rel, err := filepath.Rel(wd, path); err == nil && filepath.IsLocal(rel) {
-		return rel
-	}
-	return path
-}
-
-// outcome reads how a run ended, MESHROLL_RESULT and MESHROLL_FAILED_CHECK, from the
-// outputs.env it wrote in dir (KEY=VALUE lines, as a later CI job reads them).
-func outcome(dir string) (result, check string) {
-	f, err := os.Open(filepath.Join(dir, "outputs.env"))
-	if err != nil {
-		return "", ""
-	}
-	defer f.Close()
-	for s := bufio.NewScanner(f); s.Scan(); {
-		switch k, v, _ := strings.Cut(s.Text(), "="); k {
-		case "MESHROLL_RESULT":
-			result = v
-		case "MESHROLL_FAILED_CHECK":
-			check = v
-		}
-	}
-	return result, check
-}
-
-// describe says how a run ended, for the headline.
-func describe(result, check string) string {
-	switch result {
-	case "":
-		return "ended without a result"
-	case "canary-failed":
-		return "rolled back by check " + check
-	}
-	return result
 }
 
 // background runs f until the returned function cancels it and waits for it to return.
