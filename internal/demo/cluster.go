@@ -20,8 +20,8 @@ import (
 	"github.com/meshroll/meshroll/internal/testenv"
 )
 
-// routing is the object the rollouts steer and the mesh follows, named reviews: Istio's
-// VirtualService (istio.go).
+// routing is the object the rollouts steer and the mesh follows: Istio's VirtualService
+// (istio.go) or the Gateway API's HTTPRoute (gateway.go), both named reviews.
 type routing interface {
 	kind() string // "VirtualService", "HTTPRoute"
 	crds() string // the CRDs the demo uses, for its first line
@@ -41,6 +41,12 @@ type routing interface {
 	// checkRestored fails unless the object has its one route, default, without a mirror:
 	// whatever a rollout added for its stages is gone once it ends, either way.
 	checkRestored(ctx context.Context, env *testenv.Env) error
+}
+
+// apis are the routings the demo can run on, by the name -api takes.
+var apis = map[string]func() routing{
+	"istio":   func() routing { return &virtualService{} },
+	"gateway": func() routing { return &httpRoute{} },
 }
 
 // setUp creates the namespace, the routing's objects and the Deployments, and marks the

@@ -1,14 +1,16 @@
 // Command demo runs four canary releases with metric analysis on a local stack: etcd and
-// kube-apiserver with Istio's CRDs, a simulated mesh (internal/meshsim) that routes steady
-// traffic by the VirtualService and exports Istio's metrics, and a Prometheus that scrapes it.
+// kube-apiserver with Istio's and the Gateway API's CRDs, a simulated mesh (internal/meshsim)
+// that routes steady traffic by the VirtualService (-api istio, the default) or by a mesh
+// HTTPRoute (-api gateway) and exports Istio's metrics, and a Prometheus that scrapes it.
 // The built meshroll binary first promotes a healthy v2 over v1, then rolls back a v3 that
 // answers 30% of its requests with 503, then takes a healthy v4 through every traffic shape:
 // a mirror stage (copies of half the requests, answers dropped), an A/B stage for Bookinfo's
 // tester jason (end-user: jason), then weights, and promotes it. The weights the cluster holds
-// are printed after every change, and its HTTP routes (names, matches, mirror) whenever they
-// change; everything started is stopped at the end, also on Ctrl-C. It ends by printing the
-// summary.md of each rollout; every result file is kept under -out (demo-output). Run it with
-// `make demo`; it exits non-zero when a rollout does not end as expected.
+// are printed after every change, and its HTTP routes or rules (names, matches, mirror)
+// whenever they change; everything started is stopped at the end, also on Ctrl-C. It ends by
+// printing the summary.md of each rollout; every result file is kept under -out
+// (demo-output). Run it with `make demo` (`make demo DEMO_API=gateway` for -api gateway); it
+// exits non-zero when a rollout does not end as expected.
 package main
 
 import (
@@ -38,7 +40,8 @@ const (
 	scrape     = time.Second           // Prometheus's scrape interval
 )
 
-// versions are the deployed versions of reviews: subset vN runs as Deployment reviews-vN.
+// versions are the deployed versions of reviews: subset vN, or Service reviews-vN, runs as
+// Deployment reviews-vN.
 var versions = []string{"v1", "v2", "v3", "v4", "v5"}
 
 // jason is the header Bookinfo's productpage sends for its logged-in tester, jason.
@@ -80,21 +83,27 @@ var rollouts = []rollout{
 const loadRPS = 40
 
 type options struct {
-	bin, steps, out string
-	hold, interval  time.Duration
+	api, bin, steps, out string
+	hold, interval       time.Duration
 }
 
 func main() {
 	var o options
+	flag.StringVar(&o.api, "api", "istio", "the routing the rollouts steer: istio (a VirtualService) or gateway (a Gateway API HTTPRoute)")
 	flag.StringVar(&o.bin, "bin", "bin/meshroll", "the meshroll binary to run")
 	flag.StringVar(&o.out, "out", "demo-output", "where each rollout's result files are kept (rollout-1 to rollout-4)")
 	flag.StringVar(&o.steps, "steps", "20,50,100", "MESHROLL_STEPS of each rollout")
 	flag.DurationVar(&o.hold, "hold", 6*time.Second, "MESHROLL_STEP_DURATION of each rollout")
 	flag.DurationVar(&o.interval, "interval", 3*time.Second, "MESHROLL_ANALYSIS_INTERVAL of each rollout")
 	flag.Parse()
+	newRouting, ok := apis[o.api]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "demo: -api %q is not a routing the demo knows: use istio (a VirtualService) or gateway (a Gateway API HTTPRoute)\n", o.api)
+		os.Exit(2)
+	}
 	ctx, stop := app.SignalContext(context.Background())
 	defer stop()
-	ran, err := run(ctx, o, &virtualService{})
+	ran, err := run(ctx, o, newRouting())
 	// The summaries come last, once everything has stopped, also after a failed rollout.
 	printSummaries(ran)
 	if err != nil {
