@@ -37,8 +37,12 @@ bench: tools
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/meshroll/meshroll/internal/app.Version=$(VERSION)" -o bin/meshroll .
 
+# DEMO_API: the routing the demo's rollouts steer, istio (a VirtualService) or gateway (a
+# Gateway API HTTPRoute).
+DEMO_API ?= istio
+
 demo: tools build
-	MESHROLL_TEST_ASSETS=$(ASSETS) go run ./internal/demo
+	MESHROLL_TEST_ASSETS=$(ASSETS) go run ./internal/demo -api '$(DEMO_API)'
 
 clean:
 	rm -rf bin/ demo-output/
