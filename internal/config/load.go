@@ -75,6 +75,7 @@ type input struct {
 	LeaseDuration    string `env:"MESHROLL_LEASE_DURATION"`
 	ScaleDown        string `env:"MESHROLL_SCALE_DOWN"`
 	ScaleDownDelay   string `env:"MESHROLL_SCALE_DOWN_DELAY"`
+	Prune            string `env:"MESHROLL_PRUNE"`
 	Webhooks         string `env:"MESHROLL_WEBHOOKS"`
 	LoadURL          string `env:"MESHROLL_LOAD_URL"`
 	LoadRPS          string `env:"MESHROLL_LOAD_RPS"`

@@ -34,6 +34,17 @@ func (in input) scaleDown(v *validator, cfg *Config) {
 	}
 }
 
+// prune checks MESHROLL_PRUNE.
+func (in input) prune(v *validator, cfg *Config) {
+	if raw := strings.TrimSpace(in.Prune); raw != "" {
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			v.invalid("MESHROLL_PRUNE", raw, "not a boolean; use true or false, or leave it empty for false")
+		}
+		cfg.Prune = b
+	}
+}
+
 func isBool(s string) bool {
 	_, err := strconv.ParseBool(s)
 	return err == nil

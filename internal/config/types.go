@@ -70,6 +70,9 @@ type Config struct {
 	// (connections drain). Both Deployments are named when it is on.
 	ScaleDown      bool
 	ScaleDownDelay time.Duration
+	// Prune makes a promotion also remove from the route the destinations it leaves at
+	// weight 0 (the old stable version, older ones), in the same write (MESHROLL_PRUNE).
+	Prune bool
 	// Webhooks are MESHROLL_WEBHOOKS in the order given, each validated, Timeout filled in
 	// (DefaultWebhookTimeout when the entry sets none) and Type filled in (rollout when the
 	// entry sets none, as Flagger does).

@@ -77,6 +77,7 @@ func (in input) validate(v *validator) Config {
 	in.safety(v, &cfg)
 	in.lock(v, &cfg)
 	in.scaleDown(v, &cfg)
+	in.prune(v, &cfg)
 	cfg.Analysis = in.analysis(v, cfg)
 	if cfg.MirrorPercent > 0 && cfg.Analysis.Enabled() && cfg.Analysis.Reporter == "source" {
 		// Istio's client sidecar never reports the requests it mirrors: the mirror stage

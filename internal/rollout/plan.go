@@ -42,6 +42,9 @@ func (s Stage) Describe() string {
 		if s.Desired.AB {
 			d += ", A/B route kept"
 		}
+		if s.Desired.Prune {
+			d += ", the destinations left at 0 removed"
+		}
 	}
 	switch {
 	case s.Hold > 0 && s.Judged:
@@ -81,6 +84,7 @@ func NewPlan(cfg config.Config, judged bool) Plan {
 		if cfg.Mode.Progressive() && w < 100 {
 			d.AB = ab
 		}
+		d.Prune = cfg.Prune && w == 100 // MESHROLL_PRUNE: the promotion leaves nothing at 0
 		plan = append(plan, Stage{Kind: KindWeight, Desired: d, Hold: holdFor(cfg, judged, i == len(weights)-1, w)})
 	}
 	for i := range plan {
