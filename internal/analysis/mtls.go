@@ -51,7 +51,7 @@ func (a *Analyzer) judgeMTLS(notMTLS, total, stableNot, stableTotal answer) Resu
 		r.Verdict, r.Message = VerdictError, allErr.Error()
 	case all == 0:
 		r.Verdict = VerdictNoData
-		r.Message = fmt.Sprintf("no requests recorded by the canary's proxy (reporter=%q) in the last %s, so whether they came with mutual TLS is unknown", reporterDestination, window)
+		r.Message = fmt.Sprintf("no requests recorded by the canary's proxy (reporter=%q) in the last %s, so whether they came with mutual TLS is unknown", serverReporters(s.Reporter), window)
 	case all < s.MinRequests:
 		r.Canary = mtlsShare(bad, all) // for the record
 		r.Verdict = VerdictNoData

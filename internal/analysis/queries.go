@@ -45,9 +45,15 @@ var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 func escapeLabelValue(v string) string { return labelEscaper.Replace(v) }
 
 // selector is the label matcher of one workload's Istio metrics; the values
-// are already escaped.
+// are already escaped. Several reporters ("destination|waypoint") are matched as
+// the alternatives of a regular expression, which Prometheus anchors: each
+// reports a request the others do not (a sidecar's, an ambient waypoint's).
 func selector(reporter, namespace, workload string) string {
-	return fmt.Sprintf(`reporter="%s",destination_workload_namespace="%s",destination_workload="%s"`, reporter, namespace, workload)
+	op := "="
+	if strings.Contains(reporter, "|") {
+		op = "=~"
+	}
+	return fmt.Sprintf(`reporter%s"%s",destination_workload_namespace="%s",destination_workload="%s"`, op, reporter, namespace, workload)
 }
 
 // volumeQuery counts the requests the workload served in the window.
@@ -71,10 +77,22 @@ func latencyQuery(reporter, namespace, workload, window string) string {
 		selector(reporter, namespace, workload), window)
 }
 
-// reporterDestination is the reporter whose requests carry the connection's security: only
-// the server's proxy knows whether the connection came with mutual TLS (the client's reports
-// connection_security_policy="unknown").
-const reporterDestination = "destination"
+// serverReporters are, of the reporters of MESHROLL_REPORTER, those whose requests carry the
+// connection's security: only the server's side knows whether the connection came with mutual
+// TLS (a sidecar's reporter destination, an ambient waypoint's reporter waypoint); the client's
+// reports connection_security_policy="unknown". Without either, destination.
+func serverReporters(reporter string) string {
+	var out []string
+	for _, r := range strings.Split(reporter, "|") {
+		if r != "source" {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return "destination"
+	}
+	return strings.Join(out, "|")
+}
 
 // notMTLSQuery counts the requests the workload's own proxy received without mutual TLS
 // (Istio writes connection_security_policy="none" for plaintext) in the window.
@@ -91,17 +109,17 @@ const reporterDestination = "destination"
 // series before its first scrape count once it grows again), and a rise between one window's
 // last scrape and the next window's first (the series is flat in both). Plaintext traffic that
 // goes on fails every window; a lone plaintext request may go unseen.
-func notMTLSQuery(namespace, workload, window string) string {
+func notMTLSQuery(reporter, namespace, workload, window string) string {
 	return fmt.Sprintf(`sum(increase(istio_requests_total{%s,connection_security_policy!="mutual_tls"}[%s])) or vector(0)`,
-		selector(reporterDestination, namespace, workload), window)
+		selector(serverReporters(reporter), namespace, workload), window)
 }
 
 // builtinChecks are the checks every window runs, request volume first: it
 // decides whether the others can be judged. The success rate and the p99 are
 // guardrails, run only when their threshold is set: the canary is compared
 // with stable by the sequential test (internal/judge) on counts. mtls runs when
-// a.MTLS is set (MESHROLL_VERIFY_SECURITY), on the destination reporter's
-// requests whatever MESHROLL_REPORTER says.
+// a.MTLS is set (MESHROLL_VERIFY_SECURITY), on the server side's requests
+// (serverReporters) whatever else MESHROLL_REPORTER says.
 func builtinChecks(q labels, window string, a config.Analysis) []check {
 	checks := []check{
 		{name: CheckRequestVolume, kind: kindVolume,
@@ -120,10 +138,10 @@ func builtinChecks(q labels, window string, a config.Analysis) []check {
 	}
 	if a.MTLS {
 		checks = append(checks, check{name: CheckMTLS, kind: kindMTLS,
-			canary:      notMTLSQuery(q.namespace, q.canary, window),
-			stable:      notMTLSQuery(q.namespace, q.stable, window),
-			canaryTotal: volumeQuery(reporterDestination, q.namespace, q.canary, window),
-			stableTotal: volumeQuery(reporterDestination, q.namespace, q.stable, window)})
+			canary:      notMTLSQuery(q.reporter, q.namespace, q.canary, window),
+			stable:      notMTLSQuery(q.reporter, q.namespace, q.stable, window),
+			canaryTotal: volumeQuery(serverReporters(q.reporter), q.namespace, q.canary, window),
+			stableTotal: volumeQuery(serverReporters(q.reporter), q.namespace, q.stable, window)})
 	}
 	return checks
 }

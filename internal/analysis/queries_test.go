@@ -72,6 +72,22 @@ func TestQueries(t *testing.T) {
 				`sum(up)`,
 			},
 		},
+		{
+			name: "sidecars or an ambient waypoint: either reporter, mtls on both",
+			change: func(s *Settings) {
+				s.Reporter = "destination|waypoint"
+				s.MinSuccessRate, s.MaxLatencyP99 = 0, 0
+				s.MTLS = true
+			},
+			want: []string{
+				`sum(increase(istio_requests_total{reporter=~"destination|waypoint",destination_workload_namespace="shop",destination_workload="cart-v2"}[30s]))`,
+				`sum(increase(istio_requests_total{reporter=~"destination|waypoint",destination_workload_namespace="shop",destination_workload="cart-v1"}[30s]))`,
+				`sum(increase(istio_requests_total{reporter=~"destination|waypoint",destination_workload_namespace="shop",destination_workload="cart-v2",connection_security_policy!="mutual_tls"}[30s])) or vector(0)`,
+				`sum(increase(istio_requests_total{reporter=~"destination|waypoint",destination_workload_namespace="shop",destination_workload="cart-v1",connection_security_policy!="mutual_tls"}[30s])) or vector(0)`,
+				`sum(increase(istio_requests_total{reporter=~"destination|waypoint",destination_workload_namespace="shop",destination_workload="cart-v2"}[30s]))`,
+				`sum(increase(istio_requests_total{reporter=~"destination|waypoint",destination_workload_namespace="shop",destination_workload="cart-v1"}[30s]))`,
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

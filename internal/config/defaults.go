@@ -23,6 +23,7 @@ const (
 	defaultMarginPoints     = 0.2
 	defaultFailureThreshold = 2
 	defaultReporter         = "destination"
+	defaultGatewayReporter  = "destination|waypoint"
 
 	defaultLeaseDuration = time.Minute
 	minLeaseDuration     = 15 * time.Second
@@ -78,6 +79,11 @@ func (in *input) applyDefaults() {
 	orDefault(&in.MarginFactor, formatNumber(defaultMarginFactor))
 	orDefault(&in.MarginPoints, formatNumber(defaultMarginPoints))
 	orDefault(&in.FailureThreshold, strconv.Itoa(defaultFailureThreshold))
+	if strings.TrimSpace(in.HTTPRoute) != "" {
+		// An HTTPRoute steers sidecars (reporter destination) or, in ambient mode, a
+		// waypoint (reporter waypoint): each request is reported by one of them.
+		orDefault(&in.Reporter, defaultGatewayReporter)
+	}
 	orDefault(&in.Reporter, defaultReporter)
 	orDefault(&in.CanaryWorkload, in.CanaryDeployment)
 	orDefault(&in.StableWorkload, in.StableDeployment)

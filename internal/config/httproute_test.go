@@ -37,6 +37,7 @@ func TestHTTPRoute(t *testing.T) {
 			want: []string{"MESHROLL_CANARY_SERVICE=reviews-v2.shop.svc.cluster.local: not a Service name"}},
 		{name: "the same Service twice", vars: append(gateway, "MESHROLL_CANARY_SERVICE=reviews-v1"),
 			want: []string{"MESHROLL_CANARY_SERVICE=reviews-v1: same Service as MESHROLL_STABLE_SERVICE; the canary must be a Service of its own"}},
+		{name: "ambient or sidecars: the reporter's default", vars: append(gateway, "MESHROLL_PROMETHEUS_URL=http://prometheus:9090", "MESHROLL_CANARY_WORKLOAD=reviews-v2", "MESHROLL_STABLE_WORKLOAD=reviews-v1")},
 		{name: "A/B and mirror", vars: append(gateway, "MESHROLL_MATCH={headers: {x-beta: {exact: \"1\"}}}", "MESHROLL_MIRROR_PERCENT=10")},
 	}
 	for _, tt := range tests {
@@ -49,6 +50,9 @@ func TestHTTPRoute(t *testing.T) {
 				}
 				if kind, name := cfg.RouteObject(); kind != KindHTTPRoute || name != "reviews" {
 					t.Errorf("RouteObject() = %s %s, want HTTPRoute reviews", kind, name)
+				}
+				if cfg.Analysis.Enabled() && cfg.Analysis.Reporter != "destination|waypoint" {
+					t.Errorf("reporter %q, want destination|waypoint: an HTTPRoute's requests are reported by sidecars or by an ambient waypoint", cfg.Analysis.Reporter)
 				}
 				return
 			}

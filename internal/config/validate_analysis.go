@@ -165,12 +165,24 @@ func (in input) thresholds(v *validator, a *Analysis) {
 	a.MarginFactor = number(v, "MESHROLL_MARGIN_FACTOR", in.MarginFactor, defaultMarginFactor, 1, 100, "a factor of 1 or more, e.g. 1.5")
 	a.MarginPoints = number(v, "MESHROLL_MARGIN_POINTS", in.MarginPoints, defaultMarginPoints, 0, 100, "percentage points from 0 to 100, e.g. 0.2")
 
-	switch r := strings.TrimSpace(in.Reporter); r {
-	case "destination", "source":
-		a.Reporter = r
-	default:
-		v.invalid("MESHROLL_REPORTER", r, "use destination (sidecars) or source (Gateway API, ambient), or leave it empty for destination")
+	a.Reporter = reporter(v, strings.TrimSpace(in.Reporter))
+}
+
+// reporters are the values of Istio's reporter label meshroll judges on.
+var reporters = []string{"destination", "source", "waypoint"}
+
+// reporter checks MESHROLL_REPORTER: one reporter, or several joined by "|" (each request is
+// then counted where one of them reports it).
+func reporter(v *validator, raw string) string {
+	seen := map[string]bool{}
+	for _, r := range strings.Split(raw, "|") {
+		if !slices.Contains(reporters, r) || seen[r] {
+			v.invalid("MESHROLL_REPORTER", raw, "use destination (sidecars), waypoint (ambient mode's waypoints), source (the client's proxy, an ingress gateway), or several joined by |, e.g. destination|waypoint; or leave it empty for destination (destination|waypoint with MESHROLL_HTTP_ROUTE)")
+			return defaultReporter
+		}
+		seen[r] = true
 	}
+	return raw
 }
 
 // interval parses MESHROLL_ANALYSIS_INTERVAL.
