@@ -218,7 +218,7 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(unreachable, []byte(`apiVersion: v1
 kind: Config
 clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {token: secret}}]
+users: [{name: u, user: {token: tok-9f3a1c7e}}]
 contexts: [{name: gone, context: {cluster: gone, user: u}}]
 current-context: gone
 `), 0o600); err != nil {
@@ -284,7 +284,7 @@ current-context: gone
 			if !strings.Contains(got.stderr, tt.wantMsg) {
 				t.Errorf("stderr lacks %q:\n%s", tt.wantMsg, got.stderr)
 			}
-			if strings.Contains(got.stdout+got.stderr, "secret") {
+			if strings.Contains(got.stdout+got.stderr, "tok-9f3a1c7e") {
 				t.Errorf("the kubeconfig token leaked into the output")
 			}
 		})
