@@ -82,7 +82,7 @@ func TestGatewayAPIModes(t *testing.T) {
 		if got.code != 0 || !strings.Contains(got.stdout, "result: promoted") {
 			t.Fatalf("exit %d, want 0 promoted\nstdout:\n%s\nstderr:\n%s", got.code, got.stdout, got.stderr)
 		}
-		for _, want := range []string{"meshroll progress: HTTPRoute " + ns + "/reviews", "step 1/3: reviews reviews-v1 100 → 90, reviews-v2 – → 10"} {
+		for _, want := range []string{"meshroll progress: HTTPRoute " + ns + "/reviews", "step 1/3: reviews reviews-v1 1 → 90 (90%), reviews-v2 – → 10 (10%)"} {
 			if !strings.Contains(got.stdout, want) {
 				t.Errorf("stdout lacks %q:\n%s", want, got.stdout)
 			}

@@ -265,26 +265,49 @@ func (c Change) Describe() string {
 }
 
 // DescribeChange renders weights before and after: "v1 90 → 75, v2 10 → 25"; a destination
-// that was appended reads "v2 – → 10", one that was removed "v1 0 → removed".
+// that was appended reads "v2 – → 10", one that was removed "v1 0 → removed". Relative
+// weights that are not percentages read as the object has them, each new one with its share:
+// "reviews-v1 1 → 80 (80%), reviews-v2 – → 20 (20%)".
 func DescribeChange(before, after []Destination) string {
+	rel := relative(before) || relative(after)
+	weight := func(d Destination) int {
+		if rel {
+			return d.Raw
+		}
+		return d.Weight
+	}
 	parts := make([]string, 0, len(after))
 	seen := map[Destination]bool{}
 	for _, d := range after {
 		was := "–"
 		for _, b := range before {
 			if b.same(d) && !seen[b] {
-				was, seen[b] = fmt.Sprint(b.Weight), true
+				was, seen[b] = fmt.Sprint(weight(b)), true
 				break
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s %s → %d", d.Label(), was, d.Weight))
+		part := fmt.Sprintf("%s %s → %d", d.Label(), was, weight(d))
+		if rel {
+			part += fmt.Sprintf(" (%d%%)", d.Weight)
+		}
+		parts = append(parts, part)
 	}
 	for _, b := range before {
 		if !seen[b] {
-			parts = append(parts, fmt.Sprintf("%s %d → removed", b.Label(), b.Weight))
+			parts = append(parts, fmt.Sprintf("%s %d → removed", b.Label(), weight(b)))
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// relative says whether destinations have relative weights that are not percentages.
+func relative(ds []Destination) bool {
+	for _, d := range ds {
+		if d.Raw != d.Weight && d.Raw > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // same says whether two destinations are one, whatever their weights.
@@ -295,13 +318,10 @@ func (d Destination) same(o Destination) bool {
 // DescribeWeights renders destinations for a log line: "v1 75, v2 25"; relative weights that
 // are not percentages with their shares: "reviews-v1 3 (75%), reviews-v2 1 (25%)".
 func DescribeWeights(ds []Destination) string {
-	relative := false
-	for _, d := range ds {
-		relative = relative || d.Raw != d.Weight && d.Raw > 0
-	}
+	rel := relative(ds)
 	parts := make([]string, 0, len(ds))
 	for _, d := range ds {
-		if relative {
+		if rel {
 			parts = append(parts, fmt.Sprintf("%s %d (%d%%)", d.Label(), d.Raw, d.Weight))
 		} else {
 			parts = append(parts, fmt.Sprintf("%s %d", d.Label(), d.Weight))

@@ -101,3 +101,33 @@ func TestDescribeRelativeWeights(t *testing.T) {
 		t.Errorf("DescribeWeights = %q, want %q", got, want)
 	}
 }
+
+func TestDescribeChange(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		before, after []Destination
+		want          string
+	}{
+		{name: "percentages",
+			before: []Destination{{Host: "v1", Role: RoleStable, Weight: 90}, {Host: "v2", Role: RoleCanary, Weight: 10}},
+			after:  []Destination{{Host: "v1", Role: RoleStable, Weight: 75}, {Host: "v2", Role: RoleCanary, Weight: 25}},
+			want:   "v1 90 → 75, v2 10 → 25"},
+		{name: "relative weights become percentages",
+			before: Shares([]Destination{rel("reviews-v1", RoleStable, 1)}),
+			after:  Shares([]Destination{rel("reviews-v1", RoleStable, 80), rel("reviews-v2", RoleCanary, 20)}),
+			want:   "reviews-v1 1 → 80 (80%), reviews-v2 – → 20 (20%)"},
+		{name: "pruned",
+			before: []Destination{{Host: "v3", Role: RoleOther}, {Host: "v1", Role: RoleStable, Weight: 50}, {Host: "v2", Role: RoleCanary, Weight: 50}},
+			after:  []Destination{{Host: "v2", Role: RoleCanary, Weight: 100}},
+			want:   "v2 50 → 100, v3 0 → removed, v1 50 → removed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := DescribeChange(tt.before, tt.after); got != tt.want {
+				t.Errorf("DescribeChange = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
