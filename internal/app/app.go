@@ -125,8 +125,8 @@ func finish(rep report.Reporter, cfg config.Config, stderr io.Writer, res rollou
 	}
 	line := "result: " + string(res.Outcome)
 	if now, planned := report.FinalWeights(res); len(now) > 0 {
-		_, name := res.Object()
-		line += fmt.Sprintf(" (%s/%s route %s: %s", res.Namespace, name, res.Route, traffic.DescribeWeights(now))
+		kind, name := res.Object()
+		line += fmt.Sprintf(" (%s/%s %s %s: %s", res.Namespace, name, traffic.RouteWord(kind), res.Route, traffic.DescribeWeights(now))
 		if planned != nil {
 			line += "; planned " + traffic.DescribeWeights(planned) + ", not written"
 		}

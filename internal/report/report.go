@@ -279,7 +279,7 @@ func (b *base) printResult(res rollout.Result, written []string) {
 	if kind, name := res.Object(); name != "" {
 		vs := res.Namespace + "/" + name
 		if res.Route != "" {
-			vs += ", route " + res.Route
+			vs += ", " + traffic.RouteWord(kind) + " " + res.Route
 		}
 		row(kind, fmt.Sprintf("%s (stable %s, canary %s)", vs, res.StableName(), res.CanaryName()))
 	}

@@ -47,7 +47,7 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 		vs = res.Namespace + "/" + vs
 	}
 	fact(kind, code(vs))
-	fact("route", code(res.Route))
+	fact(traffic.RouteWord(kind), code(res.Route))
 	fact("stable → canary", code(res.StableName())+" → "+code(res.CanaryName()))
 	now, planned := FinalWeights(res)
 	switch {

@@ -93,7 +93,7 @@ func (r *Runner) status(ctx, parent context.Context, cfg config.Config, res *Res
 	}
 	now := state.Routing()
 	res.Route, res.Final = now.Route, now.Destinations
-	r.logf("%s/%s route %s: %s", now.Namespace, now.Name, now.Route, now.Summary())
+	r.logf("%s/%s %s %s: %s", now.Namespace, now.Name, traffic.RouteWord(now.Kind), now.Route, now.Summary())
 }
 
 // describeHolding renders what the lock says for status.

@@ -280,7 +280,7 @@ func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, check
 	if now.Chosen != "" {
 		r.logf("NOTE: %s", now.Chosen)
 	}
-	r.logf("preflight passed: route %s now %s", now.Route, traffic.DescribeWeights(now.Destinations))
+	r.logf("preflight passed: %s %s now %s", traffic.RouteWord(now.Kind), now.Route, traffic.DescribeWeights(now.Destinations))
 	return state, true
 }
 

@@ -102,14 +102,14 @@ func stillServed(now traffic.Routing, role traffic.Role) string {
 	var reasons []string
 	for _, d := range now.Destinations {
 		if d.Role == role && d.Weight > 0 {
-			reasons = append(reasons, fmt.Sprintf("route %s gives it weight %d", now.Route, d.Weight))
+			reasons = append(reasons, fmt.Sprintf("%s %s gives it weight %d", traffic.RouteWord(now.Kind), now.Route, d.Weight))
 		}
 	}
 	if role == traffic.RoleCanary && now.ABRoute != "" {
 		reasons = append(reasons, "the A/B route "+now.ABRoute+" sends it requests")
 	}
 	if role == traffic.RoleCanary && now.MirrorPercent > 0 {
-		reasons = append(reasons, fmt.Sprintf("route %s mirrors %g%% to it", now.Route, now.MirrorPercent))
+		reasons = append(reasons, fmt.Sprintf("%s %s mirrors %g%% to it", traffic.RouteWord(now.Kind), now.Route, now.MirrorPercent))
 	}
 	if others := now.Elsewhere[role]; len(others) > 0 {
 		reasons = append(reasons, "route "+strings.Join(others, ", ")+" of "+now.Object()+" still sends it traffic")

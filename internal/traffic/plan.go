@@ -68,6 +68,15 @@ type Routing struct {
 // Object names the routing object for messages: "VirtualService prod/reviews".
 func (r Routing) Object() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
 
+// RouteWord is what the routing object calls the route meshroll steers: an HTTPRoute has
+// rules, a VirtualService routes.
+func RouteWord(kind string) string {
+	if kind == "HTTPRoute" {
+		return "rule"
+	}
+	return "route"
+}
+
 // CanaryWeight is the weight of the canary destination, 0 when the route has none.
 func (r Routing) CanaryWeight() int {
 	for _, d := range r.Destinations {
