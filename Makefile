@@ -1,11 +1,13 @@
 K8S_VERSION ?= v1.37.2
 ASSETS ?= $(HOME)/.cache/meshroll/k8s-$(K8S_VERSION)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The GoReleaser of .github/workflows/release.yml (release_test.go holds the two equal).
+GORELEASER_VERSION ?= v2.15.1
 
 # sudo only when not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: tools lint test test-short soak bench build demo clean
+.PHONY: tools lint test test-short soak bench build demo clean release-check
 
 tools:
 	@command -v etcd >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }
@@ -36,6 +38,12 @@ bench: tools
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/meshroll/meshroll/internal/app.Version=$(VERSION)" -o bin/meshroll .
+
+# goreleaser check of .goreleaser.yaml. Not part of make test: GoReleaser is built from source
+# on first use (about 15 minutes on two busy cores, seconds afterwards); release_test.go holds
+# the configuration in every test run instead.
+release-check:
+	go run github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION) check
 
 # DEMO_API: the routing the demo's rollouts steer, istio (a VirtualService) or gateway (a
 # Gateway API HTTPRoute).
