@@ -229,8 +229,8 @@ func quoted(s *string) string {
 	return fmt.Sprintf("%q", *s)
 }
 
-// The job passes every input to meshroll exactly as action.yml's runs.env does, and every
-// variable of config.Variables() has one.
+// The job passes every input to meshroll exactly as the env of action.yml's run step does, and
+// every variable of config.Variables() has one.
 func TestComponentJobPassesEveryInput(t *testing.T) {
 	t.Parallel()
 	a := readAction(t)
@@ -246,7 +246,7 @@ func TestComponentJobPassesEveryInput(t *testing.T) {
 		}
 	}
 	if diff := cmp.Diff(want, c.job.Variables); diff != "" {
-		t.Errorf("%s: variables differ from action.yml's runs.env (-action +component):\n%s", componentPath, diff)
+		t.Errorf("%s: variables differ from the env of action.yml's run step (-action +component):\n%s", componentPath, diff)
 	}
 
 	used := map[string]bool{}

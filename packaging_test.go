@@ -3,6 +3,7 @@ package main
 // Packaging tests: the GitHub Action, the Dockerfile and the CI examples against the code
 // (docs_test.go holds the documentation to them). No network and no Docker engine: the
 // Dockerfile's go build line is run as it stands and its binary inspected instead.
+// install_test.go runs the action's install script, release_test.go the release's build.
 
 import (
 	"bufio"
@@ -33,10 +34,44 @@ type actionFile struct {
 	Inputs      map[string]actionInput  `json:"inputs"`
 	Outputs     map[string]actionOutput `json:"outputs"`
 	Runs        struct {
-		Using string            `json:"using"`
-		Image string            `json:"image"`
-		Env   map[string]string `json:"env"`
+		Using string       `json:"using"`
+		Steps []actionStep `json:"steps"`
+		// Env is what the action passes to meshroll: the MESHROLL_* variables of the env of
+		// the step that runs it (runStepID), each an input. Filled in by readAction.
+		Env map[string]string `json:"-"`
 	} `json:"runs"`
+}
+
+// actionStep is one step of the composite action.
+type actionStep struct {
+	ID    string            `json:"id"`
+	Name  string            `json:"name"`
+	If    string            `json:"if"`
+	Uses  string            `json:"uses"`
+	With  map[string]string `json:"with"`
+	Shell string            `json:"shell"`
+	Env   map[string]string `json:"env"`
+	Run   string            `json:"run"`
+}
+
+// The composite action's steps, by id: install picks the binary (installScript), run runs it
+// with the inputs in its env and leaves meshroll's step outputs, which the action forwards.
+const (
+	installStepID = "install"
+	runStepID     = "run"
+	installScript = ".github/action/install.sh"
+)
+
+// step returns the step with this id.
+func (a actionFile) step(t *testing.T, id string) actionStep {
+	t.Helper()
+	for _, s := range a.Runs.Steps {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("action.yml has no step with id %q", id)
+	return actionStep{}
 }
 
 type actionInput struct {
@@ -47,6 +82,7 @@ type actionInput struct {
 
 type actionOutput struct {
 	Description string `json:"description"`
+	Value       string `json:"value"`
 }
 
 func readAction(t *testing.T) actionFile {
@@ -58,6 +94,13 @@ func readAction(t *testing.T) actionFile {
 	var a actionFile
 	if err := yaml.UnmarshalStrict(raw, &a); err != nil {
 		t.Fatalf("action.yml: %v", err)
+	}
+	a.Runs.Env = map[string]string{}
+	for variable, value := range a.step(t, runStepID).Env {
+		// The prefix as meshroll matches it (any case): every such variable reaches meshroll.
+		if strings.HasPrefix(strings.ToUpper(variable), "MESHROLL_") {
+			a.Runs.Env[variable] = value
+		}
 	}
 	return a
 }
@@ -87,8 +130,8 @@ func environ(vars map[string]string) []string {
 	return list
 }
 
-// githubEnv is the container environment GitHub gives the action for a step with these
-// `with:` values: every runs.env entry, its input taken from with or else its default.
+// githubEnv is the environment meshroll gets from the action for a step with these `with:`
+// values: every variable of the run step's env, its input taken from with or else its default.
 func githubEnv(t *testing.T, a actionFile, with map[string]string) map[string]string {
 	t.Helper()
 	for name := range with {
@@ -101,7 +144,7 @@ func githubEnv(t *testing.T, a actionFile, with map[string]string) map[string]st
 		name := strings.TrimSuffix(strings.TrimPrefix(value, "${{ inputs."), " }}")
 		in, ok := a.Inputs[name]
 		if !ok || value != inputRef(name) {
-			t.Fatalf("runs.env %s: %q is not an input reference", variable, value)
+			t.Fatalf("the run step's env %s: %q is not an input reference", variable, value)
 		}
 		switch v, set := with[name]; {
 		case set:
@@ -123,28 +166,28 @@ func TestActionInputsMatchConfig(t *testing.T) {
 	inputOf := map[string]string{} // variable → input
 	for variable, value := range a.Runs.Env {
 		if !slices.Contains(variables, variable) {
-			t.Errorf("runs.env %s: not a variable of config.Variables()", variable)
+			t.Errorf("the run step's env %s: not a variable of config.Variables()", variable)
 		}
 		want := inputName(variable)
 		if value != inputRef(want) {
-			t.Errorf("runs.env %s: %q, want %q", variable, value, inputRef(want))
+			t.Errorf("the run step's env %s: %q, want %q", variable, value, inputRef(want))
 		}
 		inputOf[variable] = want
 	}
 	for _, variable := range variables {
 		name, ok := inputOf[variable]
 		if !ok {
-			t.Errorf("%s has no input: add input %q to action.yml and `%s: %s` to runs.env", variable, inputName(variable), variable, inputRef(inputName(variable)))
+			t.Errorf("%s has no input: add input %q to action.yml and `%s: %s` to the env of its step %q", variable, inputName(variable), variable, inputRef(inputName(variable)), runStepID)
 			continue
 		}
 		if _, ok := a.Inputs[name]; !ok {
-			t.Errorf("runs.env %s refers to input %q, which action.yml does not declare", variable, name)
+			t.Errorf("the run step's env %s refers to input %q, which action.yml does not declare", variable, name)
 		}
 	}
 	for name, in := range a.Inputs {
 		variable := "MESHROLL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		if inputOf[variable] != name {
-			t.Errorf("input %q is not passed to meshroll: runs.env needs `%s: %s` (and %s must be in config.Variables())", name, variable, inputRef(name), variable)
+			t.Errorf("input %q is not passed to meshroll: the env of step %q needs `%s: %s` (and %s must be in config.Variables())", name, runStepID, variable, inputRef(name), variable)
 		}
 		if in.Description == "" {
 			t.Errorf("input %q has no description", name)
@@ -245,6 +288,11 @@ func TestActionOutputs(t *testing.T) {
 		if out.Description == "" {
 			t.Errorf("output %q has no description", name)
 		}
+		// meshroll writes the run step's $GITHUB_OUTPUT; a composite action's outputs are
+		// only what it forwards.
+		if v := "${{ steps." + runStepID + ".outputs." + name + " }}"; out.Value != v {
+			t.Errorf("output %q: value %q, want %q", name, out.Value, v)
+		}
 	}
 	slices.Sort(got)
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -264,8 +312,73 @@ func TestActionMetadata(t *testing.T) {
 	if a.Branding["icon"] == "" || a.Branding["color"] == "" {
 		t.Errorf("branding needs an icon and a color, got %v", a.Branding)
 	}
-	if a.Runs.Using != "docker" || a.Runs.Image != "Dockerfile" {
-		t.Errorf("runs: using %q, image %q; want docker, Dockerfile", a.Runs.Using, a.Runs.Image)
+	if a.Runs.Using != "composite" {
+		t.Errorf("runs: using %q, want composite (meshroll runs on the runner)", a.Runs.Using)
+	}
+}
+
+// The composite action installs the binary of its release (or builds it from source when its
+// ref is no release) and runs it as the step's own process.
+func TestActionSteps(t *testing.T) {
+	t.Parallel()
+	a := readAction(t)
+	const script = `sh "$GITHUB_ACTION_PATH/` + installScript + `"`
+	refs := map[string]string{ // what install.sh needs to find the release
+		"ACTION_REPOSITORY": "${{ github.action_repository }}",
+		"ACTION_REF":        "${{ github.action_ref }}",
+	}
+	binary := "${{ steps." + installStepID + ".outputs.path }}"
+	fromSource := "steps." + installStepID + ".outputs.source == 'build'"
+
+	if len(a.Runs.Steps) != 4 {
+		t.Fatalf("%d steps, want 4: install, set up Go, build from source, run", len(a.Runs.Steps))
+	}
+	install, setupGo, build, run := a.Runs.Steps[0], a.Runs.Steps[1], a.Runs.Steps[2], a.Runs.Steps[3]
+	if install.ID != installStepID || install.Run != script || install.If != "" {
+		t.Errorf("step 1: id %q, run %q, if %q; want id %s, run %s, always", install.ID, install.Run, install.If, installStepID, script)
+	}
+	if diff := cmp.Diff(refs, install.Env); diff != "" {
+		t.Errorf("step %s: env (-want +got):\n%s", installStepID, diff)
+	}
+
+	if name, _, _ := strings.Cut(setupGo.Uses, "@"); name != "actions/setup-go" || setupGo.If != fromSource {
+		t.Errorf("step 2: uses %q, if %q; want actions/setup-go, if %s", setupGo.Uses, setupGo.If, fromSource)
+	}
+	if f := setupGo.With["go-version-file"]; f != "${{ github.action_path }}/go.mod" {
+		t.Errorf("step 2: go-version-file %q, want the action's go.mod", f)
+	}
+	if build.Run != script+" build" || build.If != fromSource {
+		t.Errorf("step 3: run %q, if %q; want %s build, if %s", build.Run, build.If, script, fromSource)
+	}
+	if diff := cmp.Diff(map[string]string{"ACTION_REPOSITORY": refs["ACTION_REPOSITORY"], "ACTION_REF": refs["ACTION_REF"], "BINARY": binary}, build.Env); diff != "" {
+		t.Errorf("step 3: env (-want +got):\n%s", diff)
+	}
+
+	// The runner sends a cancelled job's SIGINT to the step's shell alone: exec makes meshroll
+	// that process, so that it returns the traffic to stable (on-cancel).
+	if run.ID != runStepID || run.Run != `exec "$BINARY"` || run.If != "" {
+		t.Errorf("step 4: id %q, run %q, if %q; want id %s, run exec \"$BINARY\", always", run.ID, run.Run, run.If, runStepID)
+	}
+	for variable, value := range run.Env {
+		if !strings.HasPrefix(strings.ToUpper(variable), "MESHROLL_") && (variable != "BINARY" || value != binary) {
+			t.Errorf("step %s: env %s: %q; meshroll's step gets BINARY: %s and the inputs", runStepID, variable, value, binary)
+		}
+	}
+
+	for i, s := range a.Runs.Steps {
+		if s.Uses == "" && (s.Shell != "sh" || s.Run == "") {
+			t.Errorf("step %d: shell %q; want sh, on Linux and macOS runners alike", i+1, s.Shell)
+		}
+		// Values reach a script through env:, never spliced into it (script injection).
+		if strings.Contains(s.Run, "${{") {
+			t.Errorf("step %d: run %q holds an expression; pass it in env", i+1, s.Run)
+		}
+		if s.Uses != "" && !pinnedAction.MatchString(s.Uses) {
+			t.Errorf("step %d: uses %s; pin the action to a commit (owner/repo@<40 hex>)", i+1, s.Uses)
+		}
+	}
+	if info, err := os.Stat(installScript); err != nil || info.Mode()&0o111 == 0 {
+		t.Errorf("%s: %v; want an executable script", installScript, err)
 	}
 }
 
@@ -560,10 +673,10 @@ func TestDockerfileStages(t *testing.T) {
 
 	last := stages[len(stages)-1]
 	if last.base != "scratch" || last.name != "runtime" {
-		t.Errorf("last stage (the default target, built by the GitHub Action) is FROM %s AS %s, want FROM scratch AS runtime", last.base, last.name)
+		t.Errorf("last stage (the default target: docker build ., and the image of a docker:// step) is FROM %s AS %s, want FROM scratch AS runtime", last.base, last.name)
 	}
 	if user, ok := last.lastArgs("USER"); ok {
-		t.Errorf("runtime stage has USER %s; GitHub runs container actions as root and meshroll must write $GITHUB_OUTPUT", user)
+		t.Errorf("runtime stage has USER %s; GitHub runs a docker:// step as root and meshroll must write $GITHUB_OUTPUT", user)
 	}
 
 	nonroot := stageNamed(t, stages, "nonroot")
