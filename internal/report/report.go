@@ -301,7 +301,7 @@ func (b *base) printResult(res rollout.Result, written []string) {
 	}
 	row("duration", human(span(res.StartedAt, res.FinishedAt)))
 	if timedOnly(res) {
-		row("analysis", "none: steps were timed only (set MESHROLL_PROMETHEUS_URL to judge the canary)")
+		row("analysis", "none: steps were timed only (set MESHROLL_PROMETHEUS_SERVICE or MESHROLL_PROMETHEUS_URL to judge the canary)")
 	}
 	row("failed check", oneLine(b.red, res.FailedCheck, maxFailedCheck))
 	// One problem per line, each under the one before.

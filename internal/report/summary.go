@@ -79,7 +79,7 @@ func summaryMarkdown(res rollout.Result, red redactor) string {
 	writeWarnings(&b, res, cell)
 
 	if timedOnly(res) {
-		head, rest, _ := strings.Cut(strings.Replace(noAnalysisNote, "MESHROLL_PROMETHEUS_URL", "`MESHROLL_PROMETHEUS_URL`", 1), ": ")
+		head, rest, _ := strings.Cut(strings.NewReplacer("MESHROLL_PROMETHEUS_SERVICE", "`MESHROLL_PROMETHEUS_SERVICE`", "MESHROLL_PROMETHEUS_URL", "`MESHROLL_PROMETHEUS_URL`").Replace(noAnalysisNote), ": ")
 		fmt.Fprintf(&b, "> [!WARNING]\n> **%s:** %s\n\n", head, rest)
 	}
 	if len(res.Steps) == 0 {

@@ -272,5 +272,5 @@ func timedOnly(res rollout.Result) bool {
 }
 
 // noAnalysisNote is the warning of timedOnly runs.
-const noAnalysisNote = "No metric analysis: steps were timed only; set MESHROLL_PROMETHEUS_URL to have " +
+const noAnalysisNote = "No metric analysis: steps were timed only; set MESHROLL_PROMETHEUS_SERVICE (or MESHROLL_PROMETHEUS_URL) to have " +
 	"Prometheus judge the canary between steps and roll it back when it fails."

@@ -352,7 +352,7 @@ func TestNoAnalysisIsLoud(t *testing.T) {
 	t.Parallel()
 	var log bytes.Buffer
 	res := runner(newFake(t), &log).Run(t.Context(), cfg(config.ModeProgress, func(c *config.Config) { c.Steps = []int{50} }))
-	if res.Analysis || !strings.Contains(log.String(), "NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty)") {
+	if res.Analysis || !strings.Contains(log.String(), "NOTE: no metric analysis (neither MESHROLL_PROMETHEUS_URL nor MESHROLL_PROMETHEUS_SERVICE is set)") {
 		t.Errorf("analysis %v, log:\n%s", res.Analysis, log.String())
 	}
 }

@@ -226,7 +226,7 @@ func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
 		case plan.held():
 			note = "steps are timed only and " + note
 		}
-		r.logf("NOTE: no metric analysis (MESHROLL_PROMETHEUS_URL is empty): %s", note)
+		r.logf("NOTE: no metric analysis (neither MESHROLL_PROMETHEUS_URL nor MESHROLL_PROMETHEUS_SERVICE is set): %s", note)
 	}
 	kind, name := cfg.RouteObject()
 	r.logf("meshroll %s: %s %s/%s, stable %s, canary %s, canary weights %s%s",
