@@ -116,6 +116,31 @@ func TestGatewayAPIModes(t *testing.T) {
 		}
 	})
 
+	t.Run("dry run, phase, promote", func(t *testing.T) {
+		t.Parallel()
+		ns := newGatewayStack(t, env, true)
+		routes := env.Gateway.GatewayV1().HTTPRoutes(ns)
+		before, err := routes.Get(t.Context(), "reviews", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dry := runMain(t.Context(), t, env, ns, append(gatewayVars, "MESHROLL_STEPS=10,100", "MESHROLL_DRY_RUN=true")...)
+		if dry.code != 0 || !strings.Contains(dry.stdout, "result: dry-run") || !strings.Contains(dry.stdout, `"path":"/spec/rules/0/backendRefs/-"`) {
+			t.Fatalf("dry run: exit %d\n%s%s", dry.code, dry.stdout, dry.stderr)
+		}
+		if after, err := routes.Get(t.Context(), "reviews", metav1.GetOptions{}); err != nil || after.ResourceVersion != before.ResourceVersion {
+			t.Fatalf("a dry run moved the resourceVersion from %s (%v)", before.ResourceVersion, err)
+		}
+		phase := runMain(t.Context(), t, env, ns, append(gatewayVars, "MESHROLL_MODE=phase", "MESHROLL_WEIGHT=30")...)
+		if phase.code != 0 || !strings.Contains(phase.stdout, "result: weight-set") || !strings.Contains(phase.stdout, "reviews-v1 70, reviews-v2 30") {
+			t.Fatalf("phase: exit %d\n%s%s", phase.code, phase.stdout, phase.stderr)
+		}
+		promote := runMain(t.Context(), t, env, ns, append(gatewayVars, "MESHROLL_MODE=promote")...)
+		if promote.code != 0 || !strings.Contains(promote.stdout, "result: promoted") || !strings.Contains(promote.stdout, "reviews-v1 0, reviews-v2 100") {
+			t.Fatalf("promote: exit %d\n%s%s", promote.code, promote.stdout, promote.stderr)
+		}
+	})
+
 	t.Run("a route no parent accepted writes nothing", func(t *testing.T) {
 		t.Parallel()
 		ns := newGatewayStack(t, env, false)
