@@ -12,6 +12,7 @@ SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 tools:
 	@command -v etcd >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }
 	@command -v prometheus >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+	@command -v ip >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends iproute2; }
 	.ci/kube-apiserver.sh $(K8S_VERSION) $(ASSETS)
 	ln -sf "$$(command -v etcd)" "$(ASSETS)/etcd"
 
