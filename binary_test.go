@@ -311,7 +311,14 @@ func TestBinaryInEveryCI(t *testing.T) {
 			if tt.echo && !strings.Contains(got.stderr, "rejected Bearer ") {
 				t.Errorf("stderr lacks the proxy's message, redacted:\n%s", got.stderr)
 			}
-			if tt.urlCreds != "" && !strings.Contains(got.stderr, "access_token=***") {
+			// An unreachable Prometheus is named by its host on the first line (the query comes
+			// after); an answer that echoes the URL shows it with its token redacted. The
+			// credentials are nowhere (assertNoSecrets below).
+			first, _, _ := strings.Cut(got.stderr, "\n")
+			if tt.urlCreds == "refused" && !strings.Contains(first, "Prometheus at http://127.0.0.1:") {
+				t.Errorf("the first line of stderr does not name Prometheus's host:\n%s", got.stderr)
+			}
+			if tt.urlCreds == "echo" && !strings.Contains(got.stderr, "access_token=***") {
 				t.Errorf("stderr lacks the URL with its token redacted:\n%s", got.stderr)
 			}
 			assertNoSecrets(t, files, secrets[0], secrets[1:]...)
