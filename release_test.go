@@ -329,9 +329,10 @@ func TestReleaseWorkflow(t *testing.T) {
 		t.Errorf("permissions: %v; want {} at the top, each job its own", w.Permissions)
 	}
 	want := map[string]map[string]string{
+		"plan":     {"contents": "read"},
 		"binaries": {"contents": "write", "id-token": "write"},
 		"images":   {"contents": "read", "packages": "write", "id-token": "write"},
-		"float":    {"contents": "write", "packages": "write"},
+		"float":    {"contents": "write"},
 	}
 	got := map[string]map[string]string{}
 	for name, job := range w.Jobs {
@@ -393,8 +394,8 @@ func TestReleaseWorkflow(t *testing.T) {
 			t.Errorf("job images: build-push-action %s: %q, want %q", input, build[input], value)
 		}
 	}
-	if at >= 0 && !strings.Contains(images.Steps[at-1].Run, `tags=$name:$TAG$SUFFIX`) {
-		t.Errorf("job images: the step before the build does not tag <image>:<tag><suffix>:\n%s", images.Steps[at-1].Run)
+	if at >= 0 && images.Steps[at-1].ID != "image" {
+		t.Errorf("job images: the step before the build is %q, not the tags' (image)", images.Steps[at-1].ID)
 	}
 	if last := images.Steps[len(images.Steps)-1]; !strings.Contains(last.Run, `cosign sign --yes "$IMAGE@$DIGEST"`) || last.Env["DIGEST"] != "${{ steps.build.outputs.digest }}" {
 		t.Errorf("job images: the last step does not sign the pushed digest: %q, env %v", last.Run, last.Env)
@@ -411,8 +412,81 @@ func TestReleaseWorkflow(t *testing.T) {
 	}
 
 	float := w.Jobs["float"]
-	if !slices.Equal(float.Needs, []string{"binaries", "images"}) || float.If != "${{ !contains(github.ref_name, '-') }}" {
-		t.Errorf("job float: needs %q, if %q; want both published, and no pre-release", float.Needs, float.If)
+	if !slices.Equal(float.Needs, []string{"plan", "binaries", "images"}) || float.If != "${{ needs.plan.outputs.lines != '' }}" {
+		t.Errorf("job float: needs %q, if %q; want the binaries and the images published, and the plan's tags to move", float.Needs, float.If)
+	}
+}
+
+// runStep runs a workflow step's script as GitHub runs it on Linux (bash -e -o pipefail) in
+// dir, with env, and returns what it wrote to GITHUB_OUTPUT.
+func runStep(t *testing.T, script, dir string, env ...string) map[string]string {
+	t.Helper()
+	needTools(t, "bash", "git")
+	output := filepath.Join(t.TempDir(), "github_output")
+	cmd := exec.CommandContext(t.Context(), "bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(gitEnv(t.TempDir()), append(env, "GITHUB_OUTPUT="+output)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for line := range strings.Lines(readFile(t, output)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		got[k] = v
+	}
+	return got
+}
+
+// The floating tags (job plan) and the image tags (job images), by the workflow's own scripts:
+// vX and vX.Y follow a release only when it is the newest of their line.
+func TestReleaseTags(t *testing.T) {
+	t.Parallel()
+	w := readWorkflow(t, releasePath)
+	step := func(job, id string) string {
+		for _, s := range w.Jobs[job].Steps {
+			if s.ID == id {
+				return s.Run
+			}
+		}
+		t.Fatalf("job %s has no step %s", job, id)
+		return ""
+	}
+	plan, image := step("plan", "lines"), step("images", "image")
+
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir, cmd.Env = repo, gitEnv(repo)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	needTools(t, "git")
+	git("init", "--quiet")
+	git("commit", "--quiet", "--allow-empty", "-m", "a")
+	for _, tag := range []string{"v1.1.5", "v1.2.0", "v1.2.1-rc.1", "v1.10.0-rc.1", "v1.9.0", "v2.0.0", "v1", "v1.2"} {
+		git("tag", tag)
+	}
+	for tag, lines := range map[string]string{
+		"v1.9.0":       "v1 v1.9", // v1.10.0-rc.1 is no release yet; 9 < 10 as numbers
+		"v1.2.0":       "v1.2",
+		"v1.1.5":       "v1.1",
+		"v2.0.0":       "v2 v2.0",
+		"v1.2.1-rc.1":  "",
+		"v1.10.0-rc.1": "",
+	} {
+		if got := runStep(t, plan, repo, "TAG="+tag)["lines"]; got != lines {
+			t.Errorf("a release %s moves %q, want %q", tag, got, lines)
+		}
+	}
+	got := runStep(t, image, repo, "REPOSITORY=Meshroll/meshroll", "TAG=v1.9.0", "SUFFIX=-shell", "LINES=v1 v1.9")
+	want := map[string]string{
+		"name": "ghcr.io/meshroll/meshroll",
+		"tags": "ghcr.io/meshroll/meshroll:v1.9.0-shell,ghcr.io/meshroll/meshroll:v1-shell,ghcr.io/meshroll/meshroll:v1.9-shell",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("job images, step image: outputs (-want +got):\n%s", diff)
 	}
 }
 

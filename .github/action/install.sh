@@ -83,7 +83,9 @@ release() {
 		echo "$ref"
 		return 0
 	fi
-	refs=$(git ls-remote --tags --heads "$server/$repository") ||
+	command -v git >/dev/null 2>&1 ||
+		fail "git is not installed: it finds the release of $ref (a full version, @vX.Y.Z, needs none)"
+	refs=$(GIT_TERMINAL_PROMPT=0 git ls-remote --tags --heads "$server/$repository") ||
 		fail "cannot list the tags of $server/$repository to find the release of $ref (git ls-remote failed)"
 	printf '%s\n' "$refs" | awk -v ref="$ref" '
 		{
@@ -154,8 +156,9 @@ install_release() { # tag os arch
 	mkdir "$work/unpacked"
 	tar -xzf "$work/$archive" -C "$work/unpacked" meshroll ||
 		fail "$archive holds no meshroll binary"
-	[ -f "$work/unpacked/meshroll" ] && [ ! -L "$work/unpacked/meshroll" ] ||
+	if [ ! -f "$work/unpacked/meshroll" ] || [ -L "$work/unpacked/meshroll" ]; then
 		fail "$archive holds no meshroll binary"
+	fi
 	chmod 0755 "$work/unpacked/meshroll"
 	dir=$root/$tag
 	mkdir -p "$dir"
@@ -172,10 +175,9 @@ install_release() { # tag os arch
 case ${1:-install} in
 install)
 	target=$(platform)
-	set -- $target
 	tag=$(release)
 	if [ -n "$tag" ]; then
-		install_release "$tag" "$1" "$2"
+		install_release "$tag" "${target% *}" "${target#* }"
 		exit 0
 	fi
 	echo "::notice title=meshroll::${repository:-the action}@${ref:-local} is not a release (no tag vX.Y.Z at its commit): building meshroll from the action's source"
