@@ -43,8 +43,11 @@ build:
 # goreleaser check of .goreleaser.yaml. Not part of make test: GoReleaser is built from source
 # on first use (about 15 minutes on two busy cores, seconds afterwards); release_test.go holds
 # the configuration in every test run instead.
+# The release's own checks, too costly for every test run: GoReleaser's check of
+# .goreleaser.yaml, and a build of every released platform (release_build_test.go).
 release-check:
 	go run github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION) check
+	go test -tags release -count=1 -run TestReleaseCrossBuild .
 
 # DEMO_API: the routing the demo's rollouts steer, istio (a VirtualService) or gateway (a
 # Gateway API HTTPRoute).

@@ -6,8 +6,6 @@ package main
 // built from source, minutes on a cold machine, so CI holds the configuration here instead.
 
 import (
-	"bytes"
-	"context"
 	"debug/elf"
 	"debug/macho"
 	"fmt"
@@ -15,13 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
@@ -487,79 +482,6 @@ func TestReleaseTags(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("job images, step image: outputs (-want +got):\n%s", diff)
-	}
-}
-
-// crossBuilds is how many go builds TestReleaseCrossBuild runs at once: each is parallel
-// itself, more would only queue on the CPUs.
-const crossBuilds = 2
-
-// Builds every released target as .goreleaser.yaml does and checks what each binary is.
-func TestReleaseCrossBuild(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds meshroll for four platforms; skipped with -short")
-	}
-	c := readGoreleaser(t)
-	b := c.Builds[0]
-	const tag = "v0.0.0-release-test"
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
-	defer cancel()
-
-	type target struct{ goos, goarch string }
-	var targets []target
-	for _, goos := range b.Goos {
-		for _, goarch := range b.Goarch {
-			targets = append(targets, target{goos, goarch})
-		}
-	}
-	var ldflags []string
-	for _, l := range b.Ldflags {
-		ldflags = append(ldflags, c.render(t, l, tag, "", ""))
-	}
-	errs := make([]error, len(targets))
-	slots := make(chan struct{}, crossBuilds)
-	var wg sync.WaitGroup
-	for i, tg := range targets {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			args := append(slices.Clone(b.Flags), "-ldflags", strings.Join(ldflags, " "), "-o", filepath.Join(dir, tg.goos+"_"+tg.goarch), b.Main)
-			args = append([]string{"build"}, args...)
-			cmd := exec.CommandContext(ctx, "go", args...)
-			cmd.Env = append(os.Environ(), append(slices.Clone(b.Env), "GOOS="+tg.goos, "GOARCH="+tg.goarch)...)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("%v: %s", err, out)
-			}
-		})
-	}
-	wg.Wait()
-
-	for i, tg := range targets {
-		t.Run(tg.goos+"/"+tg.goarch, func(t *testing.T) {
-			if errs[i] != nil {
-				t.Fatalf("GOOS=%s GOARCH=%s go build as .goreleaser.yaml: %v", tg.goos, tg.goarch, errs[i])
-			}
-			bin := filepath.Join(dir, tg.goos+"_"+tg.goarch)
-			checkBinaryFormat(t, bin, tg.goos, tg.goarch)
-			data, err := os.ReadFile(bin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(data, []byte(tag)) {
-				t.Errorf("the binary does not hold its version %s (ldflags -X)", tag)
-			}
-			if tg.goos != runtime.GOOS || tg.goarch != runtime.GOARCH {
-				return
-			}
-			cmd := exec.CommandContext(ctx, bin)
-			cmd.Env = []string{"MESHROLL_MODE=version"}
-			out, err := cmd.CombinedOutput()
-			if got := strings.TrimSpace(string(out)); err != nil || got != tag {
-				t.Errorf("MESHROLL_MODE=version: %q (%v), want %s", got, err, tag)
-			}
-		})
 	}
 }
 
