@@ -46,7 +46,7 @@ func TestKubeconfigProblemsEndTheRun(t *testing.T) {
 	if err := os.WriteFile(eks, []byte(eksKubeconfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	containerHint := "a container (a GitHub container action, docker run) sees none of the runner's files outside the workspace, such as the kubeconfig that aws eks update-kubeconfig or azure/k8s-set-context writes: give it in MESHROLL_KUBECONFIG (the action's kubeconfig input) from a secret holding its YAML or base64, or copy it into the workspace"
+	containerHint := "a container (docker run, a container job) sees none of the runner's files outside the workspace, such as the kubeconfig that aws eks update-kubeconfig or azure/k8s-set-context writes: run meshroll on the runner (the GitHub Action does), give the kubeconfig in MESHROLL_KUBECONFIG from a secret holding its YAML or base64, or copy it into the workspace"
 	pluginProblem := `credential plugin "meshroll-test-aws" is not installed: context "prod" (user "eks") runs it to get a token, and it is not in PATH. Run meshroll on the runner, where meshroll-test-aws is installed, instead of in a container; use an image that has it; or use a kubeconfig with a ServiceAccount token (https://github.com/meshroll/meshroll/blob/HEAD/docs/ci.md#cluster-access)`
 	tests := []struct {
 		name string

@@ -13,11 +13,11 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// containerHint is the fix for a kubeconfig the runner has and meshroll cannot see: a GitHub
-// container action sees only the workspace of the runner's files, while `aws eks
-// update-kubeconfig` writes to the runner's home and azure/k8s-set-context to its temp
-// directory.
-const containerHint = "a container (a GitHub container action, docker run) sees none of the runner's files outside the workspace, such as the kubeconfig that aws eks update-kubeconfig or azure/k8s-set-context writes: give it in MESHROLL_KUBECONFIG (the action's kubeconfig input) from a secret holding its YAML or base64, or copy it into the workspace"
+// containerHint is the fix for a kubeconfig the runner has and meshroll cannot see: a
+// container (docker run, a CI job's image) sees only the workspace of the runner's files,
+// while `aws eks update-kubeconfig` writes to the runner's home and azure/k8s-set-context to
+// its temp directory. The GitHub Action runs meshroll on the runner, where both are seen.
+const containerHint = "a container (docker run, a container job) sees none of the runner's files outside the workspace, such as the kubeconfig that aws eks update-kubeconfig or azure/k8s-set-context writes: run meshroll on the runner (the GitHub Action does), give the kubeconfig in MESHROLL_KUBECONFIG from a secret holding its YAML or base64, or copy it into the workspace"
 
 // fileLoader returns the loader of a's kubeconfig files (KUBECONFIG, else ~/.kube/config, else
 // the in-cluster service account), and the files of KUBECONFIG that do not exist.
