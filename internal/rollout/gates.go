@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshroll/meshroll/internal/analysis"
 	"github.com/meshroll/meshroll/internal/config"
+	"github.com/meshroll/meshroll/internal/traffic"
 )
 
 // Hooks calls the user's webhooks (MESHROLL_WEBHOOKS).
@@ -251,4 +252,16 @@ func describeCall(c HookCall) string {
 		return fmt.Sprintf("%s webhook %q (%s): %d in %s", c.Type, c.Name, c.URL, c.Status, c.Latency.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("%s webhook %q (%s) failed: %s", c.Type, c.Name, c.URL, c.Error)
+}
+
+// watching returns a wait that checks every DriftInterval that the route still does what
+// the run left it doing.
+func (r *Runner) watching(last *traffic.Routing) func(context.Context, time.Duration) error {
+	return func(ctx context.Context, d time.Duration) error { return r.hold(ctx, d, *last) }
+}
+
+// judging says whether the run's holds are judged: by metric analysis, or by rollout
+// webhooks alone, which then make windows of MESHROLL_ANALYSIS_INTERVAL of their own.
+func (r *Runner) judging(res *Result) bool {
+	return res.Analysis || (analyzed(res.Mode) && r.hooked(config.WebhookRollout))
 }

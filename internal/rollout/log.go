@@ -89,3 +89,23 @@ func joinInts(ws []int) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// announce logs what the run is about to do.
+func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
+	if !judged && cfg.Mode.Progressive() {
+		note := "nothing stops a failing canary between steps"
+		switch {
+		case r.hooked(config.WebhookRollout):
+			note = "only the rollout webhooks judge the canary, every " + cfg.Analysis.Interval.String()
+		case plan.held():
+			note = "steps are timed only and " + note
+		}
+		r.logf("NOTE: no metric analysis (neither MESHROLL_PROMETHEUS_URL nor MESHROLL_PROMETHEUS_SERVICE is set): %s", note)
+	}
+	kind, name := cfg.RouteObject()
+	r.logf("meshroll %s: %s %s/%s, stable %s, canary %s, canary weights %s%s",
+		cfg.Mode, kind, cfg.Namespace, name, cfg.StableName(), cfg.CanaryName(), joinInts(stepWeights(cfg)), holdNote(cfg))
+	if cfg.DryRun || plan.shaped() {
+		r.logf("plan:\n%s", plan.Describe())
+	}
+}

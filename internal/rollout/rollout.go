@@ -216,26 +216,6 @@ func checksFor(cfg config.Config, plan Plan) traffic.Checks {
 	return checks
 }
 
-// announce logs what the run is about to do.
-func (r *Runner) announce(cfg config.Config, plan Plan, judged bool) {
-	if !judged && cfg.Mode.Progressive() {
-		note := "nothing stops a failing canary between steps"
-		switch {
-		case r.hooked(config.WebhookRollout):
-			note = "only the rollout webhooks judge the canary, every " + cfg.Analysis.Interval.String()
-		case plan.held():
-			note = "steps are timed only and " + note
-		}
-		r.logf("NOTE: no metric analysis (neither MESHROLL_PROMETHEUS_URL nor MESHROLL_PROMETHEUS_SERVICE is set): %s", note)
-	}
-	kind, name := cfg.RouteObject()
-	r.logf("meshroll %s: %s %s/%s, stable %s, canary %s, canary weights %s%s",
-		cfg.Mode, kind, cfg.Namespace, name, cfg.StableName(), cfg.CanaryName(), joinInts(stepWeights(cfg)), holdNote(cfg))
-	if cfg.DryRun || plan.shaped() {
-		r.logf("plan:\n%s", plan.Describe())
-	}
-}
-
 // preflight checks the route, the queries and the lock before anything is written; ok is
 // false when the run ended there.
 func (r *Runner) preflight(ctx, parent context.Context, cfg config.Config, checks traffic.Checks, res *Result, takeOver bool) (traffic.State, bool) {
@@ -412,18 +392,6 @@ func (r *Runner) logSkipped(skipped Plan, current int) {
 	for _, st := range skipped {
 		r.logf("skipping %s: the canary already has %d%% and a progression never lowers it", st.Describe(), current)
 	}
-}
-
-// watching returns a wait that checks every DriftInterval that the route still does what
-// the run left it doing.
-func (r *Runner) watching(last *traffic.Routing) func(context.Context, time.Duration) error {
-	return func(ctx context.Context, d time.Duration) error { return r.hold(ctx, d, *last) }
-}
-
-// judging says whether the run's holds are judged: by metric analysis, or by rollout
-// webhooks alone, which then make windows of MESHROLL_ANALYSIS_INTERVAL of their own.
-func (r *Runner) judging(res *Result) bool {
-	return res.Analysis || (analyzed(res.Mode) && r.hooked(config.WebhookRollout))
 }
 
 // analyzed says whether metric analysis gates the mode: the modes that hold a partial
