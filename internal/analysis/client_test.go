@@ -169,10 +169,7 @@ func TestRetryBudget(t *testing.T) {
 // Connection refused is a network error: retried, then unavailable.
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
-	srv.Close()
-	a, err := New(testSettings(url))
+	a, err := New(testSettings(refusedURL(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
