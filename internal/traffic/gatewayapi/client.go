@@ -3,7 +3,6 @@ package gatewayapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -102,80 +101,42 @@ func rawBody(res rest.Result) ([]byte, error) {
 	return res.Raw()
 }
 
-// Apply makes the steered rule do d in one guarded JSON patch, retried as cluster.Write
-// retries (conflicts, a silent API server) for as long as ctx lasts: give it a deadline.
-// What was written is read back and compared with the plan, and recorded in an Event on the
-// HTTPRoute. A rule that already does d is not written.
+// Apply makes the steered rule do d in one guarded JSON patch (see cluster.Apply).
 func (c *Client) Apply(ctx context.Context, d traffic.Desired) (traffic.Applied, error) {
-	return cluster.Write(ctx, c.object(), func(ctx context.Context, retry bool) (traffic.Applied, error) {
-		return c.applyOnce(ctx, d, retry)
-	})
+	return cluster.Apply(ctx, c.kube, written{c}, d)
 }
 
-// applyOnce is one attempt of Apply: read, plan, patch, read back. It returns
-// cluster.ErrConflict when another writer changed the HTTPRoute since the read.
-func (c *Client) applyOnce(ctx context.Context, d traffic.Desired, retry bool) (traffic.Applied, error) {
-	state, obj, err := c.readObject(ctx, cluster.Once) // Apply retries the whole attempt
+// written is the HTTPRoute as cluster.Apply reads, patches and names it.
+type written struct{ c *Client }
+
+func (w written) Read(ctx context.Context, retry cluster.Retrier) (traffic.State, types.UID, error) {
+	s, o, err := w.c.readObject(ctx, retry)
 	if err != nil {
-		return traffic.Applied{}, err
+		return nil, "", err
 	}
-	change, err := state.Plan(d)
-	if errors.Is(err, traffic.ErrDrift) && retry {
-		// An earlier attempt that got no answer may have landed: a rule that already does d
-		// is this run's own write, not another writer's.
-		undisturbed := d
-		undisturbed.Expect = nil
-		if done, err := state.Plan(undisturbed); err == nil && !done.Changed {
-			return traffic.Applied{Change: done, ResourceVersion: done.After.ResourceVersion}, nil
-		}
-	}
-	if err != nil {
-		return traffic.Applied{}, err
-	}
-	before := state.Routing()
-	out := traffic.Applied{Change: change, ResourceVersion: before.ResourceVersion}
-	if !change.Changed {
-		return out, nil
-	}
-	patch, err := change.PatchJSON(before.ResourceVersion)
-	if err != nil {
-		return traffic.Applied{}, fmt.Errorf("failed to encode patch: %w", err)
-	}
-	raw, err := rawBody(c.gateway.GatewayV1().RESTClient().Patch(types.JSONPatchType).Namespace(before.Namespace).Resource(resource).Name(before.Name).
+	return s, o.Metadata.UID, nil
+}
+
+func (w written) Patch(ctx context.Context, patch []byte) ([]byte, error) {
+	t := w.c.target
+	return rawBody(w.c.gateway.GatewayV1().RESTClient().Patch(types.JSONPatchType).Namespace(t.Namespace).Resource(resource).Name(t.HTTPRoute).
 		Param("fieldManager", traffic.FieldManager).Body(patch).Do(ctx))
-	switch {
-	case apierrors.IsConflict(err):
-		return out, cluster.ErrConflict
-	case apierrors.IsInvalid(err) && c.changedSince(ctx, before.ResourceVersion):
-		// A test operation failed: what the plan relied on changed under it.
-		return out, cluster.ErrConflict
-	case err != nil:
-		return traffic.Applied{}, fmt.Errorf("failed to patch %s: %w", c.object(), err)
-	}
+}
+
+func (w written) Written(raw []byte) (traffic.State, error) {
 	var o object
 	if err := json.Unmarshal(raw, &o); err != nil {
-		return traffic.Applied{}, fmt.Errorf("failed to decode %s after the write: %w", c.object(), err)
+		return nil, fmt.Errorf("failed to decode %s after the write: %w", w.c.object(), err)
 	}
-	written, err := newState(o.Metadata, o.Spec, c.target)
+	s, err := newState(o.Metadata, o.Spec, w.c.target)
 	if err != nil {
-		return traffic.Applied{}, fmt.Errorf("failed to read back %s after the write: %w", c.object(), err)
+		return nil, fmt.Errorf("failed to read back %s after the write: %w", w.c.object(), err)
 	}
-	after := written.Routing()
-	if got, want := after.Summary(), change.After.Summary(); got != want {
-		return traffic.Applied{}, fmt.Errorf("%s holds %s after the write, want %s", c.object(), got, want)
-	}
-	out.ResourceVersion = after.ResourceVersion
-	out.Change.After, out.Change.Next = after, written
-	if err := cluster.RecordChange(ctx, c.kube, c.ref(obj.Metadata.UID, after.ResourceVersion), change, d.Why); err != nil {
-		out.Warnings = append(out.Warnings, err.Error())
-	}
-	return out, nil
+	return s, nil
 }
 
-// changedSince says whether the HTTPRoute's resourceVersion is no longer rv.
-func (c *Client) changedSince(ctx context.Context, rv string) bool {
-	o, err := c.getObject(ctx, cluster.Once)
-	return err == nil && o.Metadata.ResourceVersion != rv
+func (w written) Ref(uid types.UID, resourceVersion string) cluster.Ref {
+	return w.c.ref(uid, resourceVersion)
 }
 
 // Note records an Event on the HTTPRoute without changing it. The read and the Event are
